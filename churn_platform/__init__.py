@@ -1,0 +1,1 @@
+"""churn_platform: a Dagster data platform for customer-churn models."""

@@ -1,0 +1,1 @@
+"""Backups of models and their training lineage, in a separate write-once location."""

@@ -1,0 +1,1 @@
+"""The CRM (Zendesk-style support API): raw tickets and their sentiment."""

@@ -1,0 +1,1 @@
+"""Customer features: daily activity and rolling features, written once as SQL."""

@@ -1,0 +1,48 @@
+"""features/customer_daily_activity and features/customer_features."""
+
+import dagster as dg
+import pandas as pd
+
+from churn_platform.features.activity import compute_daily_activity
+from churn_platform.features.rolling import compute_customer_features
+from churn_platform.partitions import daily_partitions
+from churn_platform.settings import FEATURE_WINDOW_DAYS
+
+
+@dg.asset(
+    key=["features", "customer_daily_activity"],
+    group_name="features",
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    ins={
+        "interaction_logs": dg.AssetIn(key=["raw", "interaction_logs"]),
+        "ticket_sentiment": dg.AssetIn(key=["enriched", "ticket_sentiment"]),
+    },
+    metadata={"partition_column": "activity_date"},
+    kinds={"duckdb", "parquet"},
+)
+def customer_daily_activity(interaction_logs: pd.DataFrame, ticket_sentiment: pd.DataFrame) -> pd.DataFrame:
+    """Per customer and day: event counts by type, sessions, spend, ticket counts, mean sentiment."""
+    return compute_daily_activity(interaction_logs, ticket_sentiment)
+
+
+@dg.asset(
+    key=["features", "customer_features"],
+    group_name="features",
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    ins={
+        "customer_daily_activity": dg.AssetIn(
+            key=["features", "customer_daily_activity"],
+            # The 30 daily partitions up to and including the as-of date (fewer near the start date).
+            partition_mapping=dg.TimeWindowPartitionMapping(
+                start_offset=-(FEATURE_WINDOW_DAYS - 1), allow_nonexistent_upstream_partitions=True
+            ),
+        )
+    },
+    metadata={"partition_column": "as_of_date"},
+    kinds={"duckdb", "parquet"},
+)
+def customer_features(context: dg.AssetExecutionContext, customer_daily_activity: pd.DataFrame) -> pd.DataFrame:
+    """Per customer as of the partition date: rolling 7/30-day activity, tickets, recency and trend."""
+    return compute_customer_features(customer_daily_activity, context.partition_keys)

@@ -1,0 +1,1 @@
+"""Labels, training sets, the churn model and daily churn scores."""

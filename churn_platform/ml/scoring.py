@@ -1,0 +1,31 @@
+"""ml/churn_scores: churn probabilities for the active customers of a day."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from churn_platform.ml.training import AS_OF_COLUMN, ChurnModel
+
+SCORE_COLUMNS = {
+    "as_of_date": "object",
+    "customer_id": "int64",
+    "churn_probability": "float64",
+    "risk_rank": "int64",  # 1 = most likely to churn that day
+    "model_version": "string",
+}
+
+
+def score_customers(model: ChurnModel, features: pd.DataFrame, model_version: str) -> pd.DataFrame:
+    active = features[features["is_active"]].reset_index(drop=True)
+    scores = pd.DataFrame(
+        {
+            AS_OF_COLUMN: active[AS_OF_COLUMN],
+            "customer_id": active["customer_id"],
+            "churn_probability": model.predict_proba(active) if len(active) else [],
+        }
+    )
+    scores["risk_rank"] = (
+        scores.groupby(AS_OF_COLUMN)["churn_probability"].rank(method="first", ascending=False)
+    ).fillna(0)
+    scores["model_version"] = model_version
+    return scores.astype(SCORE_COLUMNS).sort_values([AS_OF_COLUMN, "risk_rank"]).reset_index(drop=True)

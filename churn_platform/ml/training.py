@@ -1,0 +1,158 @@
+"""Building training sets and training a generic churn classifier (scikit-learn)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+from sklearn.model_selection import GroupShuffleSplit
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
+
+ID_COLUMN = "customer_id"
+LABEL_COLUMN = "churned"
+AS_OF_COLUMN = "as_of_date"
+# Feature-table columns that describe rows rather than customers' behaviour.
+NON_FEATURE_COLUMNS = (AS_OF_COLUMN, "is_active", "cancellations_30d")
+
+
+class TrainingDataError(ValueError):
+    """The training data cannot produce a meaningful model; the message says why."""
+
+
+def training_as_of_dates(cutoff: str, window_days: int, step_days: int) -> list[str]:
+    """The cutoff and every ``step_days`` before it inside a window of ``window_days`` days."""
+    if step_days < 1:
+        raise ValueError("step_days must be >= 1")
+    end = dt.date.fromisoformat(cutoff)
+    offsets = range(0, window_days, step_days)
+    return sorted((end - dt.timedelta(days=o)).isoformat() for o in offsets)
+
+
+def build_training_set(features: pd.DataFrame, labels: pd.DataFrame, as_of_dates: Sequence[str]) -> pd.DataFrame:
+    """Active customers' features at each as-of date, joined to whether they churned afterwards."""
+    wanted = set(pd.to_datetime(list(as_of_dates)).date)
+    active = features[features[AS_OF_COLUMN].isin(wanted) & features["is_active"]]
+    joined = active.merge(
+        labels[[AS_OF_COLUMN, ID_COLUMN, LABEL_COLUMN]], on=[AS_OF_COLUMN, ID_COLUMN], how="left"
+    )
+    joined[LABEL_COLUMN] = joined[LABEL_COLUMN].fillna(False).astype(bool)
+    joined = joined.drop(columns=[c for c in ("is_active", "cancellations_30d") if c in joined])
+    return joined.sort_values([AS_OF_COLUMN, ID_COLUMN]).reset_index(drop=True)
+
+
+@dataclass
+class ChurnModel:
+    """A fitted pipeline with what is needed to use and audit it."""
+
+    pipeline: Pipeline
+    feature_columns: list[str]
+    numeric_columns: list[str]
+    categorical_columns: list[str]
+    metrics: dict[str, float]
+    id_column: str
+    label_column: str
+    seed: int
+    trained_on: dict[str, Any] = field(default_factory=dict)
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        missing = [c for c in self.feature_columns if c not in frame.columns]
+        if missing:
+            raise TrainingDataError(f"features missing for scoring: {missing}")
+        return self.pipeline.predict_proba(frame[self.feature_columns])[:, 1]
+
+
+def _as_object(frame: pd.DataFrame) -> pd.DataFrame:
+    # Nullable string columns hold pd.NA, which scikit-learn's imputers cannot compare.
+    return frame.astype(object).where(frame.notna(), np.nan)
+
+
+def split_columns(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
+    numeric, categorical = [], []
+    for name, dtype in frame.dtypes.items():
+        if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
+            numeric.append(str(name))
+        else:
+            categorical.append(str(name))
+    return numeric, categorical
+
+
+def make_pipeline(numeric: list[str], categorical: list[str], seed: int) -> Pipeline:
+    categorical_pipeline = Pipeline(
+        [
+            ("to_object", FunctionTransformer(_as_object, feature_names_out="one-to-one")),
+            ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
+            ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+        ]
+    )
+    preprocess = ColumnTransformer(
+        [
+            ("numeric", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True), numeric),
+            ("categorical", categorical_pipeline, categorical),
+        ]
+    )
+    model = HistGradientBoostingClassifier(
+        max_iter=200, learning_rate=0.06, max_leaf_nodes=15, l2_regularization=1.0,
+        early_stopping=False, random_state=seed,
+    )
+    return Pipeline([("preprocess", preprocess), ("model", model)])
+
+
+def evaluate(y_true: np.ndarray, probability: np.ndarray) -> dict[str, float]:
+    return {
+        "roc_auc": float(roc_auc_score(y_true, probability)),
+        "pr_auc": float(average_precision_score(y_true, probability)),
+        "brier": float(brier_score_loss(y_true, probability)),
+        "log_loss": float(log_loss(y_true, probability, labels=[False, True])),
+        "positive_rate": float(np.mean(y_true)),
+    }
+
+
+def train_churn_model(
+    table: pd.DataFrame,
+    id_column: str = ID_COLUMN,
+    label_column: str = LABEL_COLUMN,
+    exclude: Sequence[str] = NON_FEATURE_COLUMNS,
+    seed: int = 0,
+    test_fraction: float = 0.25,
+) -> ChurnModel:
+    """Train on any table with an id and a label column; numeric and categorical columns and
+    missing values are handled by the pipeline. The hold-out is split by id, so one customer's
+    snapshots never sit on both sides."""
+    for column in (id_column, label_column):
+        if column not in table.columns:
+            raise TrainingDataError(f"training table has no {column!r} column")
+    features = [c for c in table.columns if c not in {id_column, label_column, *exclude}]
+    if not features:
+        raise TrainingDataError("training table has no feature columns")
+    y = table[label_column].astype(bool).to_numpy()
+    positives = int(y.sum())
+    if positives < 5 or len(y) - positives < 5:
+        raise TrainingDataError(
+            f"training table has {positives} churned and {len(y) - positives} retained rows; "
+            "need at least 5 of each (widen the training window)"
+        )
+    X = table[features]
+    numeric, categorical = split_columns(X)
+    splitter = GroupShuffleSplit(n_splits=1, test_size=test_fraction, random_state=seed)
+    train_idx, test_idx = next(splitter.split(X, y, groups=table[id_column]))
+    if len(set(y[test_idx])) < 2 or len(set(y[train_idx])) < 2:
+        raise TrainingDataError("the train/test split left one side with a single class; add more data")
+
+    pipeline = make_pipeline(numeric, categorical, seed)
+    pipeline.fit(X.iloc[train_idx], y[train_idx])
+    metrics = evaluate(y[test_idx], pipeline.predict_proba(X.iloc[test_idx])[:, 1])
+    metrics.update({"train_rows": float(len(train_idx)), "test_rows": float(len(test_idx))})
+    return ChurnModel(
+        pipeline=pipeline, feature_columns=features, numeric_columns=numeric,
+        categorical_columns=categorical, metrics=metrics, id_column=id_column,
+        label_column=label_column, seed=seed,
+    )

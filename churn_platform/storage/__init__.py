@@ -1,0 +1,1 @@
+"""Storage shared by every stage: Parquet tables, model artifacts, and the file helpers below them."""

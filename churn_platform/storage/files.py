@@ -1,0 +1,68 @@
+"""Reading and writing whole objects on local disk or object stores (fsspec via universal-pathlib)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import datetime as dt
+
+from upath import UPath
+
+_PARTITION_KEY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class StorageError(RuntimeError):
+    """A storage problem a user can act on; the message names the URI."""
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def validate_partition_key(key: str) -> str:
+    """Partition keys become path segments, so only real dates (YYYY-MM-DD) are accepted."""
+    if not isinstance(key, str) or not _PARTITION_KEY.match(key):
+        raise StorageError(f"partition key {key!r} is not a date of the form YYYY-MM-DD")
+    try:
+        dt.date.fromisoformat(key)
+    except ValueError as exc:
+        raise StorageError(f"partition key {key!r} is not a valid date: {exc}") from exc
+    return key
+
+
+def uri_of(path: UPath) -> str:
+    return path.as_uri() if path.protocol in ("", "file", "local") else str(path)
+
+
+def write_bytes_atomic(path: UPath, data: bytes) -> None:
+    """Write an object so that readers see either the previous version or the whole new one.
+
+    Local files: write a temporary file in the same directory, then rename over the target.
+    Object stores: a single PUT (or a completed multipart upload) is already all-or-nothing.
+    """
+    if path.protocol in ("", "file", "local"):
+        target = path.path
+        directory = os.path.dirname(target)
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    else:
+        path.fs.pipe_file(path.path, data)
+
+
+def read_bytes(path: UPath) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise StorageError(f"{uri_of(path)} does not exist") from exc

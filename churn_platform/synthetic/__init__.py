@@ -1,0 +1,1 @@
+"""Deterministic synthetic CRM tickets and interaction logs for demos and tests."""

@@ -1,0 +1,47 @@
+from setuptools import find_packages, setup
+
+# Versions are pinned in constraints.txt (pip install -c constraints.txt ...) so installs resolve
+# in one pass; the ranges here are what the code needs.
+DAGSTER = "1.13.27"
+DAGSTER_LIBS = "0.29.27"
+
+setup(
+    name="churn_platform",
+    version="0.1.0",
+    description="A Dagster data platform that keeps a customer-churn model fed, trained, scored and backed up.",
+    packages=find_packages(exclude=["churn_platform_tests*"]),
+    package_data={"churn_platform": ["py.typed"]},
+    python_requires=">=3.11,<3.13",
+    install_requires=[
+        f"dagster=={DAGSTER}",
+        f"dagster-webserver=={DAGSTER}",
+        f"dagster-aws=={DAGSTER_LIBS}",
+        f"dagster-k8s=={DAGSTER_LIBS}",
+        f"dagster-pyspark=={DAGSTER_LIBS}",
+        f"dagster-gcp=={DAGSTER_LIBS}",
+        f"dagster-postgres=={DAGSTER_LIBS}",
+        f"dagster-slack=={DAGSTER_LIBS}",
+        "pandas>=2.2",
+        "pyarrow>=15",
+        "duckdb>=1.1",
+        "scikit-learn>=1.5",
+        "mlflow>=3.0",
+        "universal-pathlib>=0.2",
+        "s3fs>=2024.6",
+        "gcsfs>=2024.6",
+        "vaderSentiment>=3.3.2",
+        "httpx>=0.27",
+        "tenacity>=8.2",
+        "prometheus-client>=0.20",
+        "click>=8.1",
+    ],
+    extras_require={
+        "dev": [
+            "pytest>=8",
+            "pytest-xdist>=3.5",
+            "moto[server]>=5.0",
+            "gcp-storage-emulator>=2024.8",
+        ],
+    },
+    entry_points={"console_scripts": ["churn-platform=churn_platform.cli:main"]},
+)
