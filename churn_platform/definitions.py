@@ -1,7 +1,5 @@
 """The one Definitions object: every asset, job and resource of the platform."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from churn_platform.backups import assets as backup_assets
@@ -11,10 +9,14 @@ from churn_platform.jobs import ALL_JOBS
 from churn_platform.logs import assets as log_assets
 from churn_platform.ml import assets as ml_assets
 from churn_platform.resources import build_resources
-from churn_platform.settings import load_settings
+from churn_platform.settings import PlatformSettings, load_settings
 
-defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([crm_assets, log_assets, feature_assets, ml_assets, backup_assets]),
-    jobs=ALL_JOBS,
-    resources=build_resources(load_settings()),
-)
+ALL_ASSETS = dg.load_assets_from_modules([crm_assets, log_assets, feature_assets, ml_assets, backup_assets])
+
+
+def build_definitions(settings: PlatformSettings) -> dg.Definitions:
+    """The platform for one environment; only the resources depend on the settings."""
+    return dg.Definitions(assets=ALL_ASSETS, jobs=ALL_JOBS, resources=build_resources(settings))
+
+
+defs = build_definitions(load_settings())

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dagster as dg
 
-from churn_platform.partitions import daily_partitions, labelled_partitions
-
 # The tags Dagster sets on a single-run backfill of a partition range.
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
@@ -18,28 +16,24 @@ def partition_range_tags(start: str, end: str) -> dict[str, str]:
 daily_ingestion_job = dg.define_asset_job(
     "daily_ingestion_job",
     selection=dg.AssetSelection.groups("raw", "enriched", "features"),
-    partitions_def=daily_partitions,
     description="Raw tickets and logs, sentiment, daily activity and rolling customer features.",
 )
 
 labels_job = dg.define_asset_job(
     "labels_job",
     selection=dg.AssetSelection.assets(["ml", "churn_labels"]),
-    partitions_def=labelled_partitions,
     description="Churn labels for as-of dates whose 30-day outcome window has elapsed.",
 )
 
 training_job = dg.define_asset_job(
     "training_job",
     selection=dg.AssetSelection.assets(["ml", "training_set"], ["ml", "churn_model"], ["backups", "model_snapshot"]),
-    partitions_def=labelled_partitions,
     description="Training set, churn model and its backup, as of a labelled date.",
 )
 
 scoring_job = dg.define_asset_job(
     "scoring_job",
     selection=dg.AssetSelection.assets(["ml", "churn_scores"]),
-    partitions_def=daily_partitions,
     description="Daily churn scores from the latest model.",
 )
 

@@ -6,6 +6,7 @@ import datetime as dt
 import io
 import json
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -20,7 +21,7 @@ LOG_COLUMNS = {
     "session_id": "string",
     "plan": "string",
     "amount": "float64",
-    "properties": "string",  # the original properties object, as JSON
+    "properties": "string",  # the original properties object, as JSON text
 }
 
 
@@ -28,66 +29,84 @@ class LandingFileError(ValueError):
     """A landing file that cannot be read; the message names the file and the problem."""
 
 
+# DuckDB parses JSON lines in C++ and keeps `properties` as its original JSON text. Everything is
+# read as text and cast with TRY_CAST, so bad values become NULLs that we report by line.
+_JSON_COLUMNS = {"customer_id": "VARCHAR", "event_type": "VARCHAR", "timestamp": "VARCHAR", "properties": "JSON"}
+_PARSE_SQL = """
+SELECT
+    customer_id AS customer_id_raw,
+    TRY_CAST(customer_id AS BIGINT) AS customer_id,
+    event_type,
+    "timestamp" AS timestamp_raw,
+    properties,
+    json_type(properties) AS properties_type,
+    json_extract_string(properties, '$.session_id') AS session_id,
+    json_extract_string(properties, '$.plan') AS plan,
+    TRY_CAST(json_extract_string(properties, '$.amount') AS DOUBLE) AS amount
+FROM raw
+"""
+
+
 def parse_log_file(uri: str, content: bytes, expected_date: str) -> pd.DataFrame:
     """Parse one JSON-lines file; every event must fall on ``expected_date`` (UTC)."""
-    text = content.decode("utf-8", errors="strict") if content else ""
-    if not text.strip():
+    if not content.strip():
         return empty_logs()
     try:
-        raw = pd.read_json(io.StringIO(text), lines=True, dtype=False, convert_dates=False)
-    except ValueError:
-        raise LandingFileError(f"{uri}: {_first_bad_line(text)}") from None
+        content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LandingFileError(f"{uri}: not UTF-8 text ({exc})") from None
+    con = duckdb.connect(config={"threads": 1})
+    try:
+        relation = con.read_json(io.BytesIO(content), format="newline_delimited", columns=_JSON_COLUMNS)
+        raw = relation.query("raw", _PARSE_SQL).to_arrow_table().to_pandas()
+    except duckdb.Error as exc:
+        problem = _first_bad_line(content.decode("utf-8")) or ": " + str(exc).split("\n")[0]
+        raise LandingFileError(f"{uri} {problem}") from None
+    finally:
+        con.close()
 
-    missing = [f for f in REQUIRED_FIELDS if f not in raw.columns]
-    if missing:
-        raise LandingFileError(
-            f"{uri}: missing required field(s) {missing}; every line needs {list(REQUIRED_FIELDS)}"
-        )
-    for field in REQUIRED_FIELDS:
-        nulls = raw[field].isna()
-        if nulls.any():
-            line = int(np.argmax(nulls.to_numpy())) + 1
-            raise LandingFileError(f"{uri} line {line}: field {field!r} is null or missing")
+    def fail_at(mask: pd.Series, problem: str) -> None:
+        if mask.any():
+            row = int(np.argmax(mask.to_numpy()))
+            raise LandingFileError(f"{uri} line {_line_number(content, row)}: {problem(row) if callable(problem) else problem}")
 
-    props = raw["properties"]
-    not_object = ~props.map(lambda v: isinstance(v, dict))
-    if not_object.any():
-        line = int(np.argmax(not_object.to_numpy())) + 1
-        raise LandingFileError(f"{uri} line {line}: 'properties' must be a JSON object")
-
-    customer_id = pd.to_numeric(raw["customer_id"], errors="coerce")
-    bad_id = customer_id.isna() | (customer_id != np.floor(customer_id))
-    if bad_id.any():
-        line = int(np.argmax(bad_id.to_numpy())) + 1
-        raise LandingFileError(f"{uri} line {line}: customer_id {raw['customer_id'].iloc[line - 1]!r} is not an integer")
-
-    timestamps = pd.to_datetime(raw["timestamp"], utc=True, errors="coerce", format="ISO8601")
-    if timestamps.isna().any():
-        line = int(np.argmax(timestamps.isna().to_numpy())) + 1
-        raise LandingFileError(f"{uri} line {line}: timestamp {raw['timestamp'].iloc[line - 1]!r} is not ISO 8601")
-    day = dt.date.fromisoformat(expected_date)
-    dates = timestamps.dt.date
-    off_day = dates != day
-    if off_day.any():
-        line = int(np.argmax(off_day.to_numpy())) + 1
-        raise LandingFileError(
-            f"{uri} line {line}: timestamp {raw['timestamp'].iloc[line - 1]} is not on {expected_date} "
-            "(UTC); files must land in the folder of the day their events happened"
-        )
+    for field, column in (("customer_id", "customer_id_raw"), ("event_type", "event_type"),
+                          ("timestamp", "timestamp_raw"), ("properties", "properties")):
+        fail_at(raw[column].isna(), f"required field {field!r} is missing or null "
+                f"(every line needs {list(REQUIRED_FIELDS)})")
+    fail_at(raw["properties_type"] != "OBJECT", "'properties' must be a JSON object")
+    fail_at(raw["customer_id"].isna(), lambda r: f"customer_id {raw['customer_id_raw'].iloc[r]!r} is not an integer")
+    timestamps = pd.to_datetime(raw["timestamp_raw"], utc=True, errors="coerce", format="ISO8601")
+    fail_at(timestamps.isna(), lambda r: f"timestamp {raw['timestamp_raw'].iloc[r]!r} is not ISO 8601")
+    day_start = pd.Timestamp(expected_date, tz="UTC")
+    off_day = (timestamps < day_start) | (timestamps >= day_start + pd.Timedelta(days=1))
+    fail_at(off_day, lambda r: f"timestamp {raw['timestamp_raw'].iloc[r]} is not on {expected_date} (UTC); "
+            "files must land in the folder of the day their events happened")
 
     frame = pd.DataFrame(
         {
-            "event_date": dates,
-            "customer_id": customer_id.astype("int64"),
-            "event_type": raw["event_type"].astype(str),
-            "timestamp": timestamps.astype("datetime64[us, UTC]"),
-            "session_id": props.map(lambda p: p.get("session_id")),
-            "plan": props.map(lambda p: p.get("plan")),
-            "amount": pd.to_numeric(props.map(lambda p: p.get("amount")), errors="coerce"),
-            "properties": props.map(lambda p: json.dumps(p, sort_keys=True, separators=(",", ":"))),
+            "event_date": np.full(len(raw), dt.date.fromisoformat(expected_date), dtype=object),
+            "customer_id": raw["customer_id"],
+            "event_type": raw["event_type"],
+            "timestamp": timestamps,
+            "session_id": raw["session_id"],
+            "plan": raw["plan"],
+            "amount": raw["amount"],
+            "properties": raw["properties"],
         }
     )
     return frame.astype(LOG_COLUMNS)
+
+
+def _line_number(content: bytes, row: int) -> int:
+    """1-based line of the row-th JSON record (blank lines hold no record)."""
+    seen = -1
+    for number, line in enumerate(content.splitlines(), start=1):
+        if line.strip():
+            seen += 1
+            if seen == row:
+                return number
+    return row + 1
 
 
 def empty_logs() -> pd.DataFrame:
@@ -102,14 +121,14 @@ def combine_logs(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return logs.sort_values(["timestamp", "customer_id", "event_type", "properties"], kind="stable").reset_index(drop=True)
 
 
-def _first_bad_line(text: str) -> str:
+def _first_bad_line(text: str) -> str | None:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
-            return f"line {number} is not valid JSON ({exc.msg})"
+            return f"line {number}: not valid JSON ({exc.msg})"
         if not isinstance(value, dict):
-            return f"line {number} is not a JSON object"
-    return "file is not valid JSON lines"
+            return f"line {number}: not a JSON object"
+    return None

@@ -33,7 +33,8 @@ def validate_partition_key(key: str) -> str:
 
 
 def uri_of(path: UPath) -> str:
-    return path.as_uri() if path.protocol in ("", "file", "local") else str(path)
+    """How a path is shown and recorded: a plain absolute path locally, a URI on object stores."""
+    return path.path if path.protocol in ("", "file", "local") else str(path)
 
 
 def write_bytes_atomic(path: UPath, data: bytes) -> None:

@@ -1,0 +1,26 @@
+import pytest
+
+from churn_platform.backups.manifest import build_model_manifest, manifest_bytes
+from churn_platform.backups.resources import BackupStore
+from churn_platform.storage.files import StorageError
+
+
+def test_backups_are_written_once(tmp_path):
+    store = BackupStore(base_path=str(tmp_path))
+    uri = store.write_once("models/a/model.joblib", b"model-bytes")
+    assert store.write_once("models/a/model.joblib", b"model-bytes") == uri  # idempotent re-run
+    with pytest.raises(StorageError, match="refusing to overwrite backup"):
+        store.write_once("models/a/model.joblib", b"other-bytes")
+    assert store.read("models/a/model.joblib") == b"model-bytes"
+
+
+def test_manifest_is_deterministic_for_one_materialization():
+    args = ("2026-03-31", {"uri": "/m.joblib", "sha256": "ab" * 32, "roc_auc": 0.9, "bytes": 10},
+            {"run_id": "r1", "timestamp": 1.0},
+            {"uri": "/t.parquet", "sha256": "cd" * 32, "dagster/row_count": 5, "as_of_dates": ["2026-03-31"],
+             "lineage": [{"asset": "features/customer_features", "partition": "2026-03-31", "sha256": "ef" * 32}]},
+            {"run_id": "r0"}, "/backup/m.joblib")
+    first, second = build_model_manifest(*args), build_model_manifest(*args)
+    assert manifest_bytes(first) == manifest_bytes(second)
+    assert first["model"]["metrics"] == {"roc_auc": 0.9}
+    assert first["inputs"][0]["partition"] == "2026-03-31"

@@ -1,0 +1,79 @@
+import datetime as dt
+import json
+
+import pytest
+
+from churn_platform.crm.resources import BundledCRMResource
+from churn_platform.crm.sentiment import score_ticket_sentiment
+from churn_platform.crm.tickets import TICKET_COLUMNS, TicketSchemaError, normalize_tickets
+
+
+def ticket(**overrides):
+    record = {"id": 1, "subject": "Help", "description": "How do I export?", "status": "open",
+              "requester_id": 42, "created_at": "2026-01-05T09:00:00Z", "updated_at": "2026-01-05T10:00:00Z",
+              "satisfaction_rating": None, "priority": "normal", "brand_new_field": {"x": 1}}
+    record.update(overrides)
+    return record
+
+
+def test_latest_version_of_each_ticket_is_kept_and_unknown_fields_ignored():
+    frame = normalize_tickets([
+        ticket(id=1, status="open", updated_at="2026-01-05T10:00:00Z"),
+        ticket(id=1, status="solved", updated_at="2026-01-05T18:00:00Z"),
+        ticket(id=2),
+    ])
+    assert list(frame.columns) == list(TICKET_COLUMNS)
+    assert frame["ticket_id"].tolist() == [1, 2]
+    assert frame.loc[frame.ticket_id == 1, "status"].item() == "solved"
+    assert frame["updated_date"].tolist() == [dt.date(2026, 1, 5)] * 2
+
+
+@pytest.mark.parametrize("rating, expected", [(None, None), ({}, None), ({"score": "bad"}, "bad")])
+def test_satisfaction_rating_may_be_null_empty_or_an_object(rating, expected):
+    value = normalize_tickets([ticket(satisfaction_rating=rating)])["satisfaction"].iloc[0]
+    assert (value if isinstance(value, str) else None) == expected
+
+
+def test_missing_required_fields_are_named():
+    broken = ticket(id=9)
+    del broken["requester_id"]
+    with pytest.raises(TicketSchemaError, match=r"requester_id \(tickets \[9\]\)"):
+        normalize_tickets([ticket(), broken])
+
+
+def test_sentiment_reads_angry_and_happy_text():
+    frame = normalize_tickets([
+        ticket(id=1, subject="Terrible", description="This is unacceptable, awful and broken. I am furious."),
+        ticket(id=2, subject="Thanks", description="Great support, I love the product. Thank you!"),
+        ticket(id=3, subject="Invoice", description="Where is the invoice page?"),
+    ])
+    scores = score_ticket_sentiment(frame).set_index("ticket_id")
+    assert scores.loc[1, "sentiment"] < -0.5 and scores.loc[1, "sentiment_label"] == "negative"
+    assert scores.loc[2, "sentiment"] > 0.5 and scores.loc[2, "sentiment_label"] == "positive"
+    assert scores.loc[3, "sentiment_label"] == "neutral"
+
+
+def test_bundled_crm_exports_a_half_open_window_and_opens_tickets(tmp_path):
+    export = tmp_path / "tickets.jsonl"
+    export.write_text("\n".join(json.dumps(t) for t in [
+        ticket(id=1, updated_at="2026-01-04T23:59:59Z"),
+        ticket(id=2, updated_at="2026-01-05T00:00:00Z"),
+        ticket(id=3, updated_at="2026-01-06T00:00:00Z"),
+    ]) + "\n")
+    crm = BundledCRMResource(export_path=str(export))
+    start = dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)
+    found = crm.fetch_updated_tickets(start, start + dt.timedelta(days=1))
+    assert [t["id"] for t in found] == [2]
+
+    new_id = crm.create_ticket("Run failed", "details", tags=["churn_platform"])
+    assert new_id == 4
+    now = dt.datetime.now(dt.timezone.utc)
+    created = crm.fetch_updated_tickets(now - dt.timedelta(minutes=5), now + dt.timedelta(minutes=5))
+    assert [(t["id"], t["subject"]) for t in created] == [(4, "Run failed")]
+
+
+def test_missing_export_says_how_to_create_it(tmp_path):
+    crm = BundledCRMResource(export_path=str(tmp_path / "none.jsonl"))
+    start = dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)
+    with pytest.raises(Exception, match="churn-platform generate"):
+        crm.fetch_updated_tickets(start, start + dt.timedelta(days=1))

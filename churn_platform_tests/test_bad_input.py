@@ -1,0 +1,94 @@
+"""Bad input fails the run with an actionable message and leaves nothing for downstream to read."""
+
+import json
+
+import dagster as dg
+from upath import UPath
+
+from churn_platform.storage.files import sha256_hex
+
+LOGS = dg.AssetKey(["raw", "interaction_logs"])
+DAY = "2026-01-10"
+
+
+def run_logs(platform, day=DAY):
+    return platform.defs.get_job_def("daily_ingestion_job").execute_in_process(
+        instance=platform.instance, partition_key=day, asset_selection=[LOGS], raise_on_error=False
+    )
+
+
+def error_of(result) -> str:
+    return result.get_step_failure_events()[0].event_specific_data.error.to_string()
+
+
+def landing_file(platform, day=DAY):
+    return UPath(platform.settings.landing_dir) / "interaction_logs" / f"date={day}" / "events-pm.jsonl"
+
+
+def output_file(platform, day=DAY):
+    return UPath(platform.settings.warehouse_dir) / "raw" / "interaction_logs" / f"{day}.parquet"
+
+
+def test_malformed_line_fails_naming_file_and_line_and_writes_nothing(small_platform):
+    path = landing_file(small_platform)
+    lines = path.read_text().splitlines()
+    lines[4] = lines[4][:-7]  # truncated mid-object, as a crashed writer would leave it
+    path.write_text("\n".join(lines) + "\n")
+    result = run_logs(small_platform)
+    assert not result.success
+    assert f"{path.path} line 5: not valid JSON" in error_of(result)
+    assert not output_file(small_platform).exists()
+
+
+def test_schema_drift_fails_naming_the_missing_field(small_platform):
+    path = landing_file(small_platform)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    for record in records:
+        record["ts"] = record.pop("timestamp")  # an upstream rename
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = run_logs(small_platform)
+    assert not result.success
+    assert "required field 'timestamp' is missing" in error_of(result) and path.path in error_of(result)
+    assert not output_file(small_platform).exists()
+
+
+def test_a_failed_rerun_keeps_the_previous_good_partition(small_platform):
+    assert run_logs(small_platform).success
+    good = output_file(small_platform).read_bytes()
+    landing_file(small_platform).write_text("not json at all\n")
+    result = run_logs(small_platform)
+    assert not result.success
+    assert sha256_hex(output_file(small_platform).read_bytes()) == sha256_hex(good)
+
+
+def test_an_empty_landing_day_fails_with_what_to_do(small_platform):
+    folder = landing_file(small_platform).parent
+    for f in folder.iterdir():
+        f.unlink()
+    result = run_logs(small_platform)
+    assert not result.success
+    assert f"no interaction-log files for {DAY}" in error_of(result) and "churn-platform generate" in error_of(result)
+
+
+def test_labels_refuse_to_run_before_their_30_future_days_exist(small_platform):
+    # Only 40 days were generated and only ingested up to day 20: labels for day 1 need days 2..31.
+    from churn_platform.jobs import partition_range_tags
+
+    assert small_platform.defs.get_job_def("daily_ingestion_job").execute_in_process(
+        instance=small_platform.instance, tags=partition_range_tags("2026-01-01", "2026-01-20")).success
+    result = small_platform.defs.get_job_def("labels_job").execute_in_process(
+        instance=small_platform.instance, partition_key="2026-01-01", raise_on_error=False)
+    assert not result.success
+    assert "features/customer_daily_activity partition 2026-01-21 is not materialized" in error_of(result)
+    assert not (UPath(small_platform.settings.warehouse_dir) / "ml" / "churn_labels").exists()
+
+
+def test_scoring_without_a_model_says_to_train_one(small_platform):
+    from churn_platform.jobs import partition_range_tags
+
+    assert small_platform.defs.get_job_def("daily_ingestion_job").execute_in_process(
+        instance=small_platform.instance, tags=partition_range_tags("2026-01-01", "2026-01-05")).success
+    result = small_platform.defs.get_job_def("scoring_job").execute_in_process(
+        instance=small_platform.instance, partition_key="2026-01-05", raise_on_error=False)
+    assert not result.success
+    assert "no churn model has been trained yet" in error_of(result)

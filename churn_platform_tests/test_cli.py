@@ -1,0 +1,32 @@
+"""`churn-platform generate` and `churn-platform demo`, run as a user runs them."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+CLI = os.path.join(os.path.dirname(sys.executable), "churn-platform")
+
+
+def test_demo_prints_the_summary(tmp_path):
+    env = {**os.environ, "CHURN_DATA_DIR": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path / "home")}
+    result = subprocess.run([CLI, "demo", "--days", "45", "--customers", "150", "--seed", "2"],
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "raw/interaction_logs                 45 partitions" in out
+    assert "ml/churn_labels                      15 partitions" in out
+    assert "roc_auc" in out and "Open them in the Dagster UI" in out
+    assert (tmp_path / "home" / "dagster.yaml").exists()  # the instance `dagster dev` will show
+
+
+def test_generate_writes_the_landing_zone_and_crm_export(tmp_path):
+    env = {**os.environ, "CHURN_DATA_DIR": str(tmp_path)}
+    result = subprocess.run([CLI, "generate", "--days", "3", "--customers", "20", "--seed", "1"],
+                            capture_output=True, text=True, timeout=120, env=env, check=True)
+    assert "days=3 customers=20" in result.stdout
+    days = sorted(p.name for p in (tmp_path / "landing" / "interaction_logs").iterdir())
+    assert days == ["date=2026-01-01", "date=2026-01-02", "date=2026-01-03"]
+    assert (tmp_path / "crm" / "tickets.jsonl").exists()
