@@ -16,14 +16,15 @@ def main() -> None:
 
 
 def _generate(days: int, customers: int, seed: int, start_date: str | None) -> dict[str, int]:
-    from churn_platform.logs.landing_zone import LandingZone
+    from churn_platform.resources import build_resources
     from churn_platform.synthetic.generator import generate
     from churn_platform.synthetic.writer import write_generated
 
     settings = load_settings()
+    resources = build_resources(settings)
     start = dt.date.fromisoformat(start_date or settings.start_date)
     data = generate(start, days=days, customers=customers, seed=seed)
-    stats = write_generated(data, LandingZone(base_path=settings.landing_dir), settings.crm_export_path)
+    stats = write_generated(data, resources["landing_zone"], resources["crm"])
     stats["first_day"], stats["last_day"] = data.start_date.isoformat(), data.end_date.isoformat()
     return stats
 
@@ -39,7 +40,7 @@ _seed = click.option("--seed", default=7, show_default=True, help="Random seed (
 @_seed
 @click.option("--start-date", default=None, help="First day (default: CHURN_START_DATE, 2026-01-01).")
 def generate(days: int, customers: int, seed: int, start_date: str | None) -> None:
-    """Write synthetic interaction logs and CRM tickets into the landing zone."""
+    """Write synthetic interaction logs and CRM tickets into the landing zone (any CHURN_ENV)."""
     stats = _generate(days, customers, seed, start_date)
     click.echo(" ".join(f"{k}={v}" for k, v in stats.items()))
 
@@ -59,7 +60,7 @@ def demo(days: int, customers: int, seed: int) -> None:
 
     settings = load_settings()
     started = time.perf_counter()
-    click.echo(f"Generating {days} days for {customers} customers (seed {seed}) into {settings.data_dir} ...")
+    click.echo(f"Generating {days} days for {customers} customers (seed {seed}) into {settings.data_root} ...")
     stats = _generate(days, customers, seed, None)
     click.echo("  " + " ".join(f"{k}={v}" for k, v in stats.items()))
     plan = DemoPlan.for_days(dt.date.fromisoformat(settings.start_date), days)

@@ -66,7 +66,7 @@ def run_demo(defs: dg.Definitions, instance: dg.DagsterInstance, plan: DemoPlan,
         started = time.perf_counter()
         what = partition_key or f"{tags['dagster/asset_partition_range_start']}..{tags['dagster/asset_partition_range_end']}"
         log(f"  running {job_name} for {what} ...")
-        result = defs.get_job_def(job_name).execute_in_process(
+        result = defs.resolve_job_def(job_name).execute_in_process(
             instance=instance, tags=tags, partition_key=partition_key, raise_on_error=True
         )
         assert result.success

@@ -1,30 +1,48 @@
 """The resources of each environment. Environments differ only here, chosen by CHURN_ENV."""
 
-from __future__ import annotations
+import os
+from collections.abc import Mapping
+from typing import Any, Optional
 
-from typing import Any
+import dagster as dg
 
 from churn_platform.backups.resources import BackupStore
 from churn_platform.crm.resources import BundledCRMResource
 from churn_platform.logs.landing_zone import LandingZone
 from churn_platform.settings import PlatformSettings
 from churn_platform.storage.artifact_io_manager import ArtifactIOManager, ArtifactStore
+from churn_platform.storage.connection import ObjectStoreConnection
 from churn_platform.storage.parquet_io_manager import ParquetIOManager
 
-SUPPORTED_ENVIRONMENTS = ("local",)
+
+def _secret(name: str, environ: Mapping[str, str]) -> Optional[dg.EnvVar]:
+    # Referenced by name, resolved by Dagster at run time: the value never sits in config or code.
+    # Unset: the client library's own credential chain (instance role, workload identity) applies.
+    return dg.EnvVar(name) if environ.get(name) else None
 
 
-def build_resources(settings: PlatformSettings) -> dict[str, Any]:
-    if settings.env != "local":
-        raise ValueError(
-            f"CHURN_ENV={settings.env!r} is not a known environment; choose one of {list(SUPPORTED_ENVIRONMENTS)}"
+def build_connection(settings: PlatformSettings, environ: Mapping[str, str] | None = None) -> Optional[ObjectStoreConnection]:
+    environ = os.environ if environ is None else environ
+    if settings.env == "s3":
+        return ObjectStoreConnection(
+            endpoint_url=settings.endpoint_url, region=settings.region,
+            access_key_id=_secret("AWS_ACCESS_KEY_ID", environ),
+            secret_access_key=_secret("AWS_SECRET_ACCESS_KEY", environ),
         )
-    artifact_store = ArtifactStore(base_path=settings.artifacts_dir)
+    if settings.env == "gcs":
+        token = settings.gcs_token or _secret("GOOGLE_APPLICATION_CREDENTIALS", environ)
+        return ObjectStoreConnection(endpoint_url=settings.endpoint_url, gcs_project=settings.gcs_project, gcs_token=token)
+    return None
+
+
+def build_resources(settings: PlatformSettings, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    connection = build_connection(settings, environ)
+    artifact_store = ArtifactStore(base_path=settings.artifacts_dir, connection=connection)
     return {
-        "io_manager": ParquetIOManager(base_path=settings.warehouse_dir),
+        "io_manager": ParquetIOManager(base_path=settings.warehouse_dir, connection=connection),
         "model_io_manager": ArtifactIOManager(store=artifact_store),
         "artifact_store": artifact_store,
-        "landing_zone": LandingZone(base_path=settings.landing_dir),
-        "crm": BundledCRMResource(export_path=settings.crm_export_path),
-        "backup_store": BackupStore(base_path=settings.backup_dir),
+        "landing_zone": LandingZone(base_path=settings.landing_dir, connection=connection),
+        "crm": BundledCRMResource(export_path=settings.crm_export_path, connection=connection),
+        "backup_store": BackupStore(base_path=settings.backup_dir, connection=connection),
     }

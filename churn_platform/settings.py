@@ -1,17 +1,20 @@
 """Platform configuration, read from the environment once at definition load time.
 
-Everything that differs between environments (paths, buckets, dates) comes from here or from
-resources; code never changes between environments.
+Everything that differs between environments (paths, buckets, endpoints, dates) comes from here;
+code never changes between environments. Secrets are not read here: resources reference them by
+name with dagster.EnvVar.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+ENVIRONMENTS = ("local", "s3", "gcs")
 
 # Labels look this many days past the as-of date for a cancellation.
 LABEL_HORIZON_DAYS = 30
@@ -19,44 +22,83 @@ LABEL_HORIZON_DAYS = 30
 FEATURE_WINDOW_DAYS = 30
 
 
+class SettingsError(ValueError):
+    """A missing or malformed setting; the message names the variable."""
+
+
 @dataclass(frozen=True)
 class PlatformSettings:
     env: str
-    data_dir: str
+    data_root: str  # local directory, s3://bucket/prefix or gs://bucket/prefix
+    backup_root: str  # a separate location (bucket) for backups
     start_date: str
     training_window_days: int
+    endpoint_url: str | None = None  # custom S3/GCS endpoint (MinIO, moto, an emulator)
+    region: str | None = None
+    gcs_project: str | None = None
+    gcs_token: str | None = None  # "anon" for emulators; otherwise credentials come from EnvVar
 
     @property
     def landing_dir(self) -> str:
-        return f"{self.data_dir}/landing"
+        return f"{self.data_root}/landing"
 
     @property
     def crm_export_path(self) -> str:
-        return f"{self.data_dir}/crm/tickets.jsonl"
+        return f"{self.data_root}/crm/tickets.jsonl"
 
     @property
     def warehouse_dir(self) -> str:
-        return f"{self.data_dir}/warehouse"
+        return f"{self.data_root}/warehouse"
 
     @property
     def artifacts_dir(self) -> str:
-        return f"{self.data_dir}/artifacts"
+        return f"{self.data_root}/artifacts"
 
     @property
     def backup_dir(self) -> str:
-        return f"{self.data_dir}/backups"
+        return self.backup_root
 
 
-def load_settings(environ: dict[str, str] | None = None) -> PlatformSettings:
+def _required(env: Mapping[str, str], name: str, why: str) -> str:
+    value = env.get(name)
+    if not value:
+        raise SettingsError(f"{name} must be set {why}")
+    return value
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> PlatformSettings:
     env = os.environ if environ is None else environ
     start_date = env.get("CHURN_START_DATE", "2026-01-01")
-    dt.date.fromisoformat(start_date)  # fail at load time on a malformed date, not mid-run
+    try:
+        dt.date.fromisoformat(start_date)  # fail at load time on a malformed date, not mid-run
+    except ValueError as exc:
+        raise SettingsError(f"CHURN_START_DATE={start_date!r} is not a YYYY-MM-DD date") from exc
     window = int(env.get("CHURN_TRAINING_WINDOW_DAYS", "56"))
     if window < 1:
-        raise ValueError(f"CHURN_TRAINING_WINDOW_DAYS must be >= 1, got {window}")
-    return PlatformSettings(
-        env=env.get("CHURN_ENV", "local"),
-        data_dir=env.get("CHURN_DATA_DIR", str(REPO_ROOT / "data")),
-        start_date=start_date,
-        training_window_days=window,
-    )
+        raise SettingsError(f"CHURN_TRAINING_WINDOW_DAYS must be >= 1, got {window}")
+    name = env.get("CHURN_ENV", "local")
+    common = {"env": name, "start_date": start_date, "training_window_days": window}
+
+    if name == "local":
+        data_dir = env.get("CHURN_DATA_DIR", str(REPO_ROOT / "data"))
+        return PlatformSettings(data_root=data_dir, backup_root=env.get("CHURN_BACKUP_DIR", f"{data_dir}/backups"), **common)
+    if name == "s3":
+        why = "when CHURN_ENV=s3"
+        bucket = _required(env, "CHURN_S3_BUCKET", why)
+        backup_bucket = _required(env, "CHURN_S3_BACKUP_BUCKET", why + " (backups live in their own bucket)")
+        prefix = env.get("CHURN_S3_PREFIX", "churn-platform").strip("/")
+        return PlatformSettings(
+            data_root=f"s3://{bucket}/{prefix}", backup_root=f"s3://{backup_bucket}/{prefix}",
+            endpoint_url=env.get("CHURN_S3_ENDPOINT_URL") or None, region=env.get("AWS_REGION") or None, **common,
+        )
+    if name == "gcs":
+        why = "when CHURN_ENV=gcs"
+        bucket = _required(env, "CHURN_GCS_BUCKET", why)
+        backup_bucket = _required(env, "CHURN_GCS_BACKUP_BUCKET", why + " (backups live in their own bucket)")
+        prefix = env.get("CHURN_GCS_PREFIX", "churn-platform").strip("/")
+        return PlatformSettings(
+            data_root=f"gs://{bucket}/{prefix}", backup_root=f"gs://{backup_bucket}/{prefix}",
+            endpoint_url=env.get("CHURN_GCS_ENDPOINT_URL") or None, gcs_project=env.get("GOOGLE_CLOUD_PROJECT") or None,
+            gcs_token=env.get("CHURN_GCS_TOKEN") or None, **common,
+        )
+    raise SettingsError(f"CHURN_ENV={name!r} is not a known environment; choose one of {list(ENVIRONMENTS)}")

@@ -12,7 +12,7 @@ DAY = "2026-01-10"
 
 
 def run_logs(platform, day=DAY):
-    return platform.defs.get_job_def("daily_ingestion_job").execute_in_process(
+    return platform.defs.resolve_job_def("daily_ingestion_job").execute_in_process(
         instance=platform.instance, partition_key=day, asset_selection=[LOGS], raise_on_error=False
     )
 
@@ -74,9 +74,9 @@ def test_labels_refuse_to_run_before_their_30_future_days_exist(small_platform):
     # Only 40 days were generated and only ingested up to day 20: labels for day 1 need days 2..31.
     from churn_platform.jobs import partition_range_tags
 
-    assert small_platform.defs.get_job_def("daily_ingestion_job").execute_in_process(
+    assert small_platform.defs.resolve_job_def("daily_ingestion_job").execute_in_process(
         instance=small_platform.instance, tags=partition_range_tags("2026-01-01", "2026-01-20")).success
-    result = small_platform.defs.get_job_def("labels_job").execute_in_process(
+    result = small_platform.defs.resolve_job_def("labels_job").execute_in_process(
         instance=small_platform.instance, partition_key="2026-01-01", raise_on_error=False)
     assert not result.success
     assert "features/customer_daily_activity partition 2026-01-21 is not materialized" in error_of(result)
@@ -86,9 +86,9 @@ def test_labels_refuse_to_run_before_their_30_future_days_exist(small_platform):
 def test_scoring_without_a_model_says_to_train_one(small_platform):
     from churn_platform.jobs import partition_range_tags
 
-    assert small_platform.defs.get_job_def("daily_ingestion_job").execute_in_process(
+    assert small_platform.defs.resolve_job_def("daily_ingestion_job").execute_in_process(
         instance=small_platform.instance, tags=partition_range_tags("2026-01-01", "2026-01-05")).success
-    result = small_platform.defs.get_job_def("scoring_job").execute_in_process(
+    result = small_platform.defs.resolve_job_def("scoring_job").execute_in_process(
         instance=small_platform.instance, partition_key="2026-01-05", raise_on_error=False)
     assert not result.success
     assert "no churn model has been trained yet" in error_of(result)

@@ -7,7 +7,7 @@ import pytest
 
 from churn_platform.definitions import defs
 from churn_platform.resources import build_resources
-from churn_platform.settings import load_settings
+from churn_platform.settings import SettingsError, load_settings
 
 ASSETS = [
     "raw/crm_tickets", "raw/interaction_logs", "enriched/ticket_sentiment",
@@ -44,8 +44,24 @@ def test_dagster_cli_lists_every_asset():
 
 
 def test_unknown_environment_is_refused_with_the_choices():
-    with pytest.raises(ValueError, match=r"CHURN_ENV='mars' is not a known environment; choose one of \['local'\]"):
-        build_resources(load_settings({"CHURN_ENV": "mars"}))
+    with pytest.raises(SettingsError, match=r"CHURN_ENV='mars' is not a known environment; choose one of \['local', 's3', 'gcs'\]"):
+        load_settings({"CHURN_ENV": "mars"})
+
+
+@pytest.mark.parametrize("env, missing", [("s3", "CHURN_S3_BUCKET"), ("gcs", "CHURN_GCS_BUCKET")])
+def test_object_store_environments_name_the_missing_bucket_variable(env, missing):
+    with pytest.raises(SettingsError, match=f"{missing} must be set when CHURN_ENV={env}"):
+        load_settings({"CHURN_ENV": env})
+
+
+def test_s3_credentials_are_env_var_references_never_values(monkeypatch):
+    environ = {"CHURN_ENV": "s3", "CHURN_S3_BUCKET": "data", "CHURN_S3_BACKUP_BUCKET": "vault",
+               "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "very-secret"}
+    resources = build_resources(load_settings(environ), environ)
+    connection = resources["io_manager"].connection
+    assert isinstance(connection.secret_access_key, dg.EnvVar) and connection.secret_access_key.env_var_name == "AWS_SECRET_ACCESS_KEY"
+    assert resources["io_manager"].base_path == "s3://data/churn-platform/warehouse"
+    assert resources["backup_store"].base_path == "s3://vault/churn-platform"
 
 
 def test_malformed_start_date_is_refused_at_load_time():

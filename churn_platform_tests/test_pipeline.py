@@ -123,7 +123,7 @@ def test_rematerializing_a_partition_writes_identical_files(demo):
     keys = ["raw/interaction_logs", "raw/crm_tickets", "enriched/ticket_sentiment",
             "features/customer_daily_activity", "features/customer_features"]
     before = {k: latest(instance, k, day).metadata for k in keys}
-    result = defs.get_job_def("daily_ingestion_job").execute_in_process(instance=instance, partition_key=day)
+    result = defs.resolve_job_def("daily_ingestion_job").execute_in_process(instance=instance, partition_key=day)
     assert result.success
     for key in keys:
         after = latest(instance, key, day).metadata
@@ -145,7 +145,7 @@ def test_range_run_equals_partition_by_partition(demo, tmp_path):
     one_by_one = dg.Definitions(assets=one_by_one.assets, jobs=one_by_one.jobs, resources=resources)
     with dg.instance_for_test() as scratch:
         for day in days:
-            assert one_by_one.get_job_def("daily_ingestion_job").execute_in_process(
+            assert one_by_one.resolve_job_def("daily_ingestion_job").execute_in_process(
                 instance=scratch, partition_key=day,
                 asset_selection=[dg.AssetKey(["raw", "interaction_logs"]), dg.AssetKey(["raw", "crm_tickets"]),
                                  dg.AssetKey(["enriched", "ticket_sentiment"]), dg.AssetKey(["features", "customer_daily_activity"])],

@@ -1,13 +1,12 @@
 """The backup location: separate from the platform's storage and written once per object."""
 
-from __future__ import annotations
-
-from typing import Any
+from typing import Optional
 
 import dagster as dg
 from pydantic import Field
 from upath import UPath
 
+from churn_platform.storage.connection import ObjectStoreConnection, open_path
 from churn_platform.storage.files import StorageError, read_bytes, sha256_hex, uri_of, write_bytes_atomic
 
 
@@ -15,10 +14,10 @@ class BackupStore(dg.ConfigurableResource):
     """Write-once storage for backups (in production, a versioned bucket with Object Lock)."""
 
     base_path: str = Field(description="Local directory, s3://bucket/prefix or gs://bucket/prefix.")
-    storage_options: dict[str, Any] = Field(default_factory=dict)
+    connection: Optional[ObjectStoreConnection] = None
 
     def path(self, relative: str) -> UPath:
-        return UPath(self.base_path, **self.storage_options).joinpath(*relative.split("/"))
+        return open_path(self.base_path, self.connection).joinpath(*relative.split("/"))
 
     def write_once(self, relative: str, data: bytes) -> str:
         """Store ``data`` at ``relative``; re-writing identical bytes is a no-op, different bytes

@@ -5,16 +5,15 @@ Zendesk-shaped export file (what ``churn-platform generate`` writes); the HTTP c
 Zendesk Support API implements the same two methods.
 """
 
-from __future__ import annotations
-
 import datetime as dt
 import json
-from typing import Any
+from typing import Any, Optional
 
 import dagster as dg
 from pydantic import Field
 from upath import UPath
 
+from churn_platform.storage.connection import ObjectStoreConnection, open_path
 from churn_platform.storage.files import StorageError, read_bytes, uri_of, write_bytes_atomic
 
 
@@ -34,10 +33,10 @@ class BundledCRMResource(CRMResource):
     """Tickets from a Zendesk-shaped JSON-lines export (one ticket object per line)."""
 
     export_path: str = Field(description="Path or URI of the tickets export (JSON lines).")
-    storage_options: dict[str, Any] = Field(default_factory=dict)
+    connection: Optional[ObjectStoreConnection] = None
 
     def _path(self) -> UPath:
-        return UPath(self.export_path, **self.storage_options)
+        return open_path(self.export_path, self.connection)
 
     def fetch_updated_tickets(self, start: dt.datetime, end: dt.datetime) -> list[dict[str, Any]]:
         path = self._path()
@@ -63,6 +62,12 @@ class BundledCRMResource(CRMResource):
             if start <= when < end:
                 tickets.append(ticket)
         return tickets
+
+    def write_export(self, tickets: list[dict[str, Any]]) -> str:
+        """Replace the export with these tickets (what `churn-platform generate` writes)."""
+        path = self._path()
+        write_bytes_atomic(path, "".join(json.dumps(t, separators=(",", ":")) + "\n" for t in tickets).encode("utf-8"))
+        return uri_of(path)
 
     def create_ticket(self, subject: str, body: str, tags: list[str] | None = None) -> int:
         # Appends to the export, as the API would add the ticket to its store.

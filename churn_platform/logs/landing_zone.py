@@ -4,21 +4,20 @@ Layout: ``<base_path>/interaction_logs/date=YYYY-MM-DD/<any name>.jsonl``. One f
 any number of files per day.
 """
 
-from __future__ import annotations
-
-from typing import Any
+from typing import Optional
 
 import dagster as dg
 from pydantic import Field
 from upath import UPath
 
+from churn_platform.storage.connection import ObjectStoreConnection, open_path
 from churn_platform.storage.files import uri_of, validate_partition_key, write_bytes_atomic
 
 LOGS_PREFIX = "interaction_logs"
 
 
-def day_folder(base_path: str, date: str, storage_options: dict[str, Any] | None = None) -> UPath:
-    return UPath(base_path, **(storage_options or {})).joinpath(
+def day_folder(base_path: str, date: str, connection: Optional[ObjectStoreConnection] = None) -> UPath:
+    return open_path(base_path, connection).joinpath(
         LOGS_PREFIX, f"date={validate_partition_key(date)}"
     )
 
@@ -27,18 +26,18 @@ class LandingZone(dg.ConfigurableResource):
     """Where interaction-log files land: a local folder, s3://bucket/prefix or gs://bucket/prefix."""
 
     base_path: str = Field(description="Root of the landing zone.")
-    storage_options: dict[str, Any] = Field(default_factory=dict)
+    connection: Optional[ObjectStoreConnection] = None
 
     def files_for(self, date: str) -> list[UPath]:
-        folder = day_folder(self.base_path, date, self.storage_options)
+        folder = day_folder(self.base_path, date, self.connection)
         if not folder.exists():
             return []
         return sorted(p for p in folder.iterdir() if p.name.endswith(".jsonl") and not p.name.startswith("."))
 
     def folder_uri(self, date: str) -> str:
-        return uri_of(day_folder(self.base_path, date, self.storage_options))
+        return uri_of(day_folder(self.base_path, date, self.connection))
 
     def write_file(self, date: str, name: str, content: str) -> str:
-        path = day_folder(self.base_path, date, self.storage_options) / name
+        path = day_folder(self.base_path, date, self.connection) / name
         write_bytes_atomic(path, content.encode("utf-8"))
         return uri_of(path)

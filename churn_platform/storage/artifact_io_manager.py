@@ -4,18 +4,18 @@ Layout: ``<base_path>/<asset key path>/<partition key>.joblib`` (``.../<name>.jo
 unpartitioned). Joblib files are pickles: only load artifacts from storage you control.
 """
 
-from __future__ import annotations
-
 import io
-from typing import Any
+from typing import Any, Optional
 
 import dagster as dg
 import joblib
 from pydantic import Field
 from upath import UPath
 
+from churn_platform.storage.connection import ObjectStoreConnection, open_path
 from churn_platform.storage.files import (
     StorageError,
+    object_version,
     read_bytes,
     sha256_hex,
     uri_of,
@@ -38,17 +38,17 @@ class ArtifactStore(dg.ConfigurableResource):
     """Where model artifacts live. Assets that look artifacts up by URI (scoring, backups) use it."""
 
     base_path: str = Field(description="Local directory, s3://bucket/prefix or gs://bucket/prefix.")
-    storage_options: dict[str, Any] = Field(default_factory=dict)
+    connection: Optional[ObjectStoreConnection] = None
 
     def path_for(self, asset_key: dg.AssetKey, partition_key: str | None = None) -> UPath:
-        root = UPath(self.base_path, **self.storage_options)
+        root = open_path(self.base_path, self.connection)
         if partition_key is None:
             *parents, name = asset_key.path
             return root.joinpath(*parents, f"{name}.joblib")
         return root.joinpath(*asset_key.path, f"{validate_partition_key(partition_key)}.joblib")
 
     def read_uri(self, uri: str) -> bytes:
-        return read_bytes(UPath(uri, **self.storage_options))
+        return read_bytes(open_path(uri, self.connection))
 
     def load_uri(self, uri: str) -> Any:
         return load_artifact_bytes(self.read_uri(uri))
@@ -74,9 +74,11 @@ class ArtifactIOManager(dg.ConfigurableIOManager):
         path = self.store.path_for(context.asset_key, self._single_key(context))
         data = dump_artifact(obj)
         write_bytes_atomic(path, data)
-        context.add_output_metadata(
-            {"uri": dg.MetadataValue.path(uri_of(path)), "sha256": sha256_hex(data), "bytes": len(data)}
-        )
+        metadata = {"uri": dg.MetadataValue.path(uri_of(path)), "sha256": sha256_hex(data), "bytes": len(data)}
+        version = object_version(path)
+        if version:
+            metadata["object_version"] = version
+        context.add_output_metadata(metadata)
 
     def load_input(self, context: dg.InputContext) -> Any:
         path = self.store.path_for(context.asset_key, self._single_key(context))

@@ -37,6 +37,19 @@ def uri_of(path: UPath) -> str:
     return path.path if path.protocol in ("", "file", "local") else str(path)
 
 
+def _remote_error(path: UPath, action: str, exc: Exception) -> StorageError:
+    uri = uri_of(path)
+    bucket = path.path.split("/", 1)[0]
+    if isinstance(exc, PermissionError):
+        return StorageError(
+            f"access denied {action} {uri}: check the credentials configured for {path.protocol}:// "
+            "(see README, Environments)"
+        )
+    if isinstance(exc, FileNotFoundError):
+        return StorageError(f"could not {action} {uri}: it or its bucket {bucket!r} does not exist ({exc})")
+    return StorageError(f"could not {action} {uri}: {type(exc).__name__}: {exc}")
+
+
 def write_bytes_atomic(path: UPath, data: bytes) -> None:
     """Write an object so that readers see either the previous version or the whole new one.
 
@@ -59,7 +72,19 @@ def write_bytes_atomic(path: UPath, data: bytes) -> None:
                 os.unlink(tmp)
             raise
     else:
-        path.fs.pipe_file(path.path, data)
+        try:
+            path.fs.pipe_file(path.path, data)
+        except Exception as exc:
+            raise _remote_error(path, "write", exc) from exc
+
+
+def object_version(path: UPath) -> str | None:
+    """The object's version where the store keeps versions (S3 VersionId, GCS generation)."""
+    if path.protocol in ("", "file", "local"):
+        return None
+    info = path.fs.info(path.path)
+    version = info.get("VersionId") or info.get("generation")
+    return str(version) if version not in (None, "null") else None
 
 
 def read_bytes(path: UPath) -> bytes:
@@ -67,3 +92,7 @@ def read_bytes(path: UPath) -> bytes:
         return path.read_bytes()
     except FileNotFoundError as exc:
         raise StorageError(f"{uri_of(path)} does not exist") from exc
+    except Exception as exc:
+        if path.protocol in ("", "file", "local"):
+            raise
+        raise _remote_error(path, "read", exc) from exc

@@ -12,12 +12,10 @@ Layout: ``<base_path>/<asset key path>/<partition key>.parquet``; unpartitioned 
   the first file is written, so a bad range output writes nothing.
 """
 
-from __future__ import annotations
-
 import io
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Optional
 
 import dagster as dg
 import pandas as pd
@@ -26,8 +24,10 @@ import pyarrow.parquet as pq
 from pydantic import Field
 from upath import UPath
 
+from churn_platform.storage.connection import ObjectStoreConnection, open_path
 from churn_platform.storage.files import (
     StorageError,
+    object_version,
     read_bytes,
     sha256_hex,
     uri_of,
@@ -76,12 +76,10 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     """Stores each asset partition as one Parquet file under ``base_path``."""
 
     base_path: str = Field(description="Local directory, s3://bucket/prefix or gs://bucket/prefix.")
-    storage_options: dict[str, Any] = Field(
-        default_factory=dict, description="fsspec options (endpoint, credentials, ...)."
-    )
+    connection: Optional[ObjectStoreConnection] = None
 
     def _root(self) -> UPath:
-        return UPath(self.base_path, **self.storage_options)
+        return open_path(self.base_path, self.connection)
 
     def path_for(self, asset_key: dg.AssetKey, partition_key: str | None = None) -> UPath:
         if partition_key is None:
@@ -123,7 +121,8 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                 ) from exc
             written.append(
                 {"partition": key, "uri": uri_of(path), "rows": len(parts[key]),
-                 "bytes": len(data), "sha256": sha256_hex(data)}
+                 "bytes": len(data), "sha256": sha256_hex(data),
+                 "version": object_version(path) if len(payloads) == 1 else None}
             )
         context.add_output_metadata(_output_metadata(obj, written))
 
@@ -167,6 +166,8 @@ def _output_metadata(obj: pd.DataFrame, written: list[dict]) -> dict[str, Any]:
         metadata["bytes"] = written[0]["bytes"]
         metadata["uri"] = dg.MetadataValue.path(written[0]["uri"])
         metadata["sha256"] = written[0]["sha256"]
+        if written[0]["version"]:
+            metadata["object_version"] = written[0]["version"]
     else:
         # Dagster attaches the same metadata to every partition of a range run; a per-file list
         # would grow with the square of the range, so record the totals and the layout.

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import json
-
-from upath import UPath
-
+from churn_platform.crm.resources import BundledCRMResource
 from churn_platform.logs.landing_zone import LandingZone
-from churn_platform.storage.files import write_bytes_atomic
 from churn_platform.synthetic.generator import GeneratedData, events_to_jsonl
 
 # Logs arrive in two files a day (morning and afternoon batches), as a real exporter would write.
 BATCH_SPLIT_HOUR = 12
 
 
-def write_generated(data: GeneratedData, landing_zone: LandingZone, crm_export_uri: str) -> dict[str, int]:
+def write_generated(data: GeneratedData, landing_zone: LandingZone, crm: BundledCRMResource) -> dict[str, int]:
     files = 0
     for day in data.event_days:
         date = day.date.isoformat()
@@ -23,8 +19,7 @@ def write_generated(data: GeneratedData, landing_zone: LandingZone, crm_export_u
                             ("events-pm.jsonl", day.events[hours >= BATCH_SPLIT_HOUR])):
             landing_zone.write_file(date, name, events_to_jsonl(batch))
             files += 1
-    export = "".join(json.dumps(t, separators=(",", ":")) + "\n" for t in data.tickets)
-    write_bytes_atomic(UPath(crm_export_uri), export.encode("utf-8"))
+    crm.write_export(data.tickets)
     return {
         "days": data.days,
         "customers": len(data.customers),

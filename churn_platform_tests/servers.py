@@ -1,0 +1,94 @@
+"""Real object-store API servers on loopback for the tests: moto's S3 server and a GCS emulator."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+
+import boto3
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+@dataclass
+class S3Server:
+    endpoint: str
+    server: object  # moto.server.ThreadedMotoServer
+
+    def client(self):
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def new_bucket(self, versioned: bool = False, object_lock: bool = False) -> str:
+        name = f"b-{uuid.uuid4().hex[:12]}"
+        client = self.client()
+        client.create_bucket(Bucket=name, ObjectLockEnabledForBucket=object_lock)
+        if versioned:
+            client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+        return name
+
+
+def start_s3() -> S3Server:
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    wait_for_port(port)
+    return S3Server(f"http://127.0.0.1:{port}", server)
+
+
+def start_s3_with_auth() -> tuple[str, subprocess.Popen]:
+    """A separate moto server process that enforces IAM auth: unknown keys get 403s."""
+    port = free_port()
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
+    process = subprocess.Popen(
+        [os.path.join(os.path.dirname(sys.executable), "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    wait_for_port(port)
+    return f"http://127.0.0.1:{port}", process
+
+
+@dataclass
+class GCSServer:
+    endpoint: str
+    server: object
+
+    def new_bucket(self) -> str:
+        import gcsfs
+
+        name = f"b-{uuid.uuid4().hex[:12]}"
+        gcsfs.GCSFileSystem(endpoint_url=self.endpoint, token="anon", project="test").mkdir(name)
+        return name
+
+
+def start_gcs() -> GCSServer:
+    # gcsfs otherwise asks Google's gRPC storage-control API about each bucket and waits ~60 s.
+    os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
+    from gcp_storage_emulator.server import create_server
+
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    wait_for_port(port)
+    return GCSServer(f"http://127.0.0.1:{port}", server)

@@ -1,0 +1,165 @@
+"""The platform on S3 (moto's server) and GCS (an emulator), over real HTTP."""
+
+import dagster as dg
+import pandas as pd
+import pytest
+from upath import UPath
+
+from churn_platform.definitions import build_definitions
+from churn_platform.demo import DemoPlan, run_demo
+from churn_platform.resources import build_connection
+from churn_platform.storage.connection import ObjectStoreConnection, open_path
+from churn_platform.storage.files import StorageError, sha256_hex
+from churn_platform.storage.parquet_io_manager import ParquetIOManager
+from churn_platform_tests import servers
+from churn_platform_tests.conftest import START, gcs_settings, generate_into, s3_settings, settings_for
+
+pytestmark = pytest.mark.slow
+DAYS, CUSTOMERS = 45, 200
+
+
+def run_platform(settings):
+    generate_into(settings, days=DAYS, customers=CUSTOMERS, seed=5)
+    with dg.instance_for_test() as instance:
+        run_demo(build_definitions(settings), instance, DemoPlan.for_days(START, DAYS), log=lambda *_: None)
+        model = instance.get_latest_materialization_event(dg.AssetKey(["ml", "churn_model"])).asset_materialization
+        return model.metadata
+
+
+def warehouse_hashes(settings) -> dict[str, str]:
+    """SHA-256 of every table file; scores by content without the model version, whose hash
+    covers the model's lineage and so its storage URIs."""
+    root = open_path(settings.warehouse_dir, build_connection(settings))
+    hashes = {}
+    for path in root.rglob("*.parquet"):
+        name = str(path)[len(str(root)):].lstrip("/")
+        if name.startswith("ml/churn_scores/"):
+            frame = pd.read_parquet(path.open("rb")).drop(columns=["model_version"])
+            hashes[name] = str(pd.util.hash_pandas_object(frame).sum())
+        else:
+            hashes[name] = sha256_hex(path.read_bytes())
+    return hashes
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    settings = settings_for(str(tmp_path_factory.mktemp("local") / "data"))
+    metadata = run_platform(settings)
+    return warehouse_hashes(settings), metadata
+
+
+@pytest.mark.parametrize("store", ["s3", "gcs"])
+def test_whole_graph_on_an_object_store_equals_the_local_run(store, local_run, request, monkeypatch):
+    if store == "s3":
+        settings = s3_settings(request.getfixturevalue("s3_server"), monkeypatch, versioned=True)
+    else:
+        settings = gcs_settings(request.getfixturevalue("gcs_server"))
+    model_metadata = run_platform(settings)
+    local_hashes, local_model = local_run
+    remote_hashes = warehouse_hashes(settings)
+    assert len(local_hashes) == DAYS * 5 + (DAYS - 30) + 1 + 7  # daily assets, labels, training set, scores
+    assert remote_hashes == local_hashes
+    scheme = {"s3": "s3://", "gcs": "gs://"}[store]
+    assert str(model_metadata["uri"].value).startswith(scheme)
+    assert model_metadata["roc_auc"].value == local_model["roc_auc"].value
+    backups = open_path(settings.backup_dir, build_connection(settings))
+    assert [p.name for p in backups.rglob("*.json")] == ["manifest.json"]
+
+
+def test_versioned_bucket_versions_are_recorded(s3_server, monkeypatch):
+    settings = s3_settings(s3_server, monkeypatch, versioned=True)
+    manager = ParquetIOManager(base_path=settings.warehouse_dir, connection=build_connection(settings))
+
+    @dg.asset(partitions_def=dg.DailyPartitionsDefinition(start_date="2026-01-01"))
+    def things() -> pd.DataFrame:
+        return pd.DataFrame({"x": [1, 2]})
+
+    versions = []
+    for _ in range(2):
+        result = dg.materialize([things], partition_key="2026-01-02", resources={"io_manager": manager})
+        versions.append(result.get_asset_materialization_events()[0].materialization.metadata["object_version"].value)
+    bucket, key = settings.warehouse_dir[len("s3://"):].split("/", 1)
+    listed = s3_server.client().list_object_versions(Bucket=bucket, Prefix=f"{key}/things/2026-01-02.parquet")
+    assert sorted(versions) == sorted(v["VersionId"] for v in listed["Versions"]) and versions[0] != versions[1]
+
+
+def test_server_outage_fails_clearly_keeps_the_previous_object_and_a_retry_succeeds(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    server = servers.start_s3()
+    port = int(server.endpoint.rsplit(":", 1)[1])
+    bucket = server.new_bucket()
+    connection = ObjectStoreConnection(endpoint_url=server.endpoint, region="us-east-1", retries=1,
+                                       access_key_id="testing", secret_access_key="testing")
+    manager = ParquetIOManager(base_path=f"s3://{bucket}/wh", connection=connection)
+    value = {"x": 1}
+
+    @dg.asset(partitions_def=dg.DailyPartitionsDefinition(start_date="2026-01-01"))
+    def things() -> pd.DataFrame:
+        return pd.DataFrame({"x": [value["x"]] * 1000})
+
+    assert dg.materialize([things], partition_key="2026-01-02", resources={"io_manager": manager}).success
+    before = server.client().get_object(Bucket=bucket, Key="wh/things/2026-01-02.parquet")["Body"].read()
+
+    server.server.stop()  # the store goes away mid-operation
+    value["x"] = 2
+    result = dg.materialize([things], partition_key="2026-01-02", resources={"io_manager": manager}, raise_on_error=False)
+    assert not result.success
+    error = result.get_step_failure_events()[0].event_specific_data.error.to_string()
+    assert f"could not write s3://{bucket}/wh/things/2026-01-02.parquet" in error
+    assert "previous version, if any, is intact" in error
+
+    from moto.server import ThreadedMotoServer
+
+    restarted = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    restarted.start()
+    try:
+        servers.wait_for_port(port)
+        after_failure = server.client().get_object(Bucket=bucket, Key="wh/things/2026-01-02.parquet")["Body"].read()
+        assert after_failure == before
+        assert dg.materialize([things], partition_key="2026-01-02", resources={"io_manager": manager}).success
+        final = pd.read_parquet(open_path(f"s3://{bucket}/wh/things/2026-01-02.parquet", connection).open("rb"))
+        assert set(final["x"]) == {2}
+    finally:
+        restarted.stop()
+
+
+@pytest.mark.parametrize("store", ["s3", "gcs"])
+def test_missing_bucket_names_the_uri(store, request, monkeypatch):
+    if store == "s3":
+        settings = s3_settings(request.getfixturevalue("s3_server"), monkeypatch)
+        base = "s3://no-such-bucket/wh"
+    else:
+        settings = gcs_settings(request.getfixturevalue("gcs_server"))
+        base = "gs://no-such-bucket/wh"
+    manager = ParquetIOManager(base_path=base, connection=build_connection(settings))
+
+    @dg.asset(partitions_def=dg.DailyPartitionsDefinition(start_date="2026-01-01"))
+    def things() -> pd.DataFrame:
+        return pd.DataFrame({"x": [1]})
+
+    result = dg.materialize([things], partition_key="2026-01-02", resources={"io_manager": manager}, raise_on_error=False)
+    error = result.get_step_failure_events()[0].event_specific_data.error.to_string()
+    assert f"could not write {base}/things/2026-01-02.parquet" in error
+    assert "does not exist" in error or "NotFound" in error or "404" in error
+
+
+def test_wrong_credentials_are_reported_with_what_to_check():
+    endpoint, process = servers.start_s3_with_auth()
+    try:
+        connection = ObjectStoreConnection(endpoint_url=endpoint, region="us-east-1", retries=1,
+                                           access_key_id="AKIAWRONG", secret_access_key="wrong")
+        manager = ParquetIOManager(base_path="s3://any-bucket/wh", connection=connection)
+
+        @dg.asset
+        def things() -> pd.DataFrame:
+            return pd.DataFrame({"x": [1]})
+
+        result = dg.materialize([things], resources={"io_manager": manager}, raise_on_error=False)
+        error = result.get_step_failure_events()[0].event_specific_data.error.to_string()
+        assert "access denied write s3://any-bucket/wh/things.parquet" in error
+        assert "check the credentials" in error
+        assert "wrong" not in error.split("access denied", 1)[1].split("\n")[0]  # the secret is not echoed
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
