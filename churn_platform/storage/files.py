@@ -17,7 +17,7 @@ class StorageError(RuntimeError):
     """A storage problem a user can act on; the message names the URI."""
 
 
-def sha256_hex(data: bytes) -> str:
+def sha256_hex(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
@@ -50,7 +50,7 @@ def _remote_error(path: UPath, action: str, exc: Exception) -> StorageError:
     return StorageError(f"could not {action} {uri}: {type(exc).__name__}: {exc}")
 
 
-def write_bytes_atomic(path: UPath, data: bytes) -> None:
+def write_bytes_atomic(path: UPath, data: bytes | memoryview) -> None:
     """Write an object so that readers see either the previous version or the whole new one.
 
     Local files: write a temporary file in the same directory, then rename over the target.
@@ -73,7 +73,7 @@ def write_bytes_atomic(path: UPath, data: bytes) -> None:
             raise
     else:
         try:
-            path.fs.pipe_file(path.path, data)
+            path.fs.pipe_file(path.path, bytes(data))
         except Exception as exc:
             raise _remote_error(path, "write", exc) from exc
 

@@ -12,7 +12,6 @@ Layout: ``<base_path>/<asset key path>/<partition key>.parquet``; unpartitioned 
   the first file is written, so a bad range output writes nothing.
 """
 
-import io
 import json
 from collections.abc import Sequence
 from typing import Any, Optional
@@ -20,6 +19,7 @@ from typing import Any, Optional
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import Field
 from upath import UPath
@@ -38,38 +38,47 @@ from churn_platform.storage.files import (
 PARTITION_COLUMN = "partition_column"
 
 
-def dataframe_to_parquet_bytes(df: pd.DataFrame) -> bytes:
+def table_to_parquet(table: pa.Table) -> pa.Buffer:
     """Parquet that pandas, DuckDB and Spark all read: microsecond timestamps (Spark 4 refuses ns)."""
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer, coerce_timestamps="us", allow_truncated_timestamps=True)
-    return buffer.getvalue()
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, coerce_timestamps="us", allow_truncated_timestamps=True)
+    return sink.getvalue()
+
 
 
 def parquet_bytes_to_dataframe(data: bytes) -> pd.DataFrame:
-    return pq.read_table(io.BytesIO(data)).to_pandas()
+    # BufferReader lets Arrow read columns in parallel; a Python file object would not.
+    return pq.read_table(pa.BufferReader(data)).to_pandas()
 
 
-def split_by_partition(
-    df: pd.DataFrame, column: str, partition_keys: Sequence[str]
-) -> dict[str, pd.DataFrame]:
-    """Split a multi-partition output into one frame per key; every key gets a (maybe empty) frame."""
-    if column not in df.columns:
+def split_by_partition(table: pa.Table, column: str, partition_keys: Sequence[str]) -> dict[str, pa.Table]:
+    """Split an output into one table per partition key; every key gets a (maybe empty) table."""
+    if column not in table.column_names:
         raise StorageError(
             f"output covers {len(partition_keys)} partitions but has no column {column!r} to split on"
         )
-    # Factorize first: a range holds few distinct dates but many rows.
-    codes, values = pd.factorize(df[column], use_na_sentinel=True)
-    value_keys = [str(value)[:10] for value in values]
-    unexpected = sorted(set(value_keys) - set(partition_keys)) + (["<null>"] if (codes < 0).any() else [])
+    values = table.column(column)
+    if pa.types.is_timestamp(values.type):
+        values = pc.cast(values, pa.date32())
+    if len(partition_keys) == 1 and values.null_count == 0 and table.num_rows:
+        # One partition: the column's min and max settle it without touching every row.
+        bounds = pc.min_max(values)
+        low, high = (str(bounds[name].as_py())[:10] for name in ("min", "max"))
+        if low == high == partition_keys[0]:
+            return {low: table}
+    as_keys = pc.cast(values, pa.string())  # date32 -> "YYYY-MM-DD", computed in Arrow, not per row
+    found = as_keys.unique().to_pylist()
+    unexpected = sorted(str(k) for k in set(found) - set(partition_keys))
     if unexpected:
         raise StorageError(
             f"column {column!r} holds values outside the partitions being written: {unexpected[:5]}"
         )
-    parts = {key: df.iloc[0:0] for key in partition_keys}
-    for code, key in enumerate(value_keys):
-        parts[key] = df[codes == code]
-    return {key: frame.reset_index(drop=True) for key, frame in parts.items()}
+    if len(partition_keys) == 1 and found == list(partition_keys):  # one partition, all rows in it
+        return {found[0]: table}
+    return {
+        key: table.filter(pc.equal(as_keys, key)) if key in found else table.slice(0, 0)
+        for key in partition_keys
+    }
 
 
 class ParquetIOManager(dg.ConfigurableIOManager):
@@ -96,6 +105,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             )
         asset_key = context.asset_key
         column = (context.definition_metadata or {}).get(PARTITION_COLUMN)
+        table = pa.Table.from_pandas(obj, preserve_index=False)
         if context.has_asset_partitions:
             keys = [validate_partition_key(k) for k in context.asset_partition_keys]
             if len(keys) > 1 and column is None:
@@ -103,12 +113,12 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                     f"{asset_key.to_user_string()} produced one output for {len(keys)} partitions "
                     f"but declares no {PARTITION_COLUMN!r} metadata to split it on"
                 )
-            parts = split_by_partition(obj, column, keys) if column else {keys[0]: obj}
+            parts = split_by_partition(table, column, keys) if column else {keys[0]: table}
         else:
-            parts = {None: obj}
+            parts = {None: table}
 
         # Serialise everything first: a failure here must not leave half a range written.
-        payloads = {key: dataframe_to_parquet_bytes(frame) for key, frame in parts.items()}
+        payloads = {key: table_to_parquet(part) for key, part in parts.items()}
         written = []
         for key, data in payloads.items():
             path = self.path_for(asset_key, key)
@@ -120,8 +130,8 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                     "re-run the partition once storage is reachable."
                 ) from exc
             written.append(
-                {"partition": key, "uri": uri_of(path), "rows": len(parts[key]),
-                 "bytes": len(data), "sha256": sha256_hex(data),
+                {"partition": key, "uri": uri_of(path), "rows": parts[key].num_rows,
+                 "bytes": data.size, "sha256": sha256_hex(data),
                  "version": object_version(path) if len(payloads) == 1 else None}
             )
         context.add_output_metadata(_output_metadata(obj, written))

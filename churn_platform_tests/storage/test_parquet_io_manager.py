@@ -4,6 +4,7 @@ import os
 import dagster as dg
 import duckdb
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -97,7 +98,7 @@ def test_rows_outside_the_run_range_fail_and_write_nothing(tmp_path):
 
 def test_range_output_without_partition_column_is_refused():
     with pytest.raises(StorageError, match="no column 'day'"):
-        split_by_partition(pd.DataFrame({"x": [1]}), "day", ["2026-01-01", "2026-01-02"])
+        split_by_partition(pa.table({"x": [1]}), "day", ["2026-01-01", "2026-01-02"])
 
 
 def test_missing_upstream_partition_names_the_uri_and_the_fix(tmp_path):
