@@ -24,7 +24,7 @@ def _generate(days: int, customers: int, seed: int, start_date: str | None) -> d
     resources = build_resources(settings)
     start = dt.date.fromisoformat(start_date or settings.start_date)
     data = generate(start, days=days, customers=customers, seed=seed)
-    stats = write_generated(data, resources["landing_zone"], resources["crm"])
+    stats = write_generated(data, resources["landing_zone"], settings.crm_export_path, resources["landing_zone"].connection)
     stats["first_day"], stats["last_day"] = data.start_date.isoformat(), data.end_date.isoformat()
     return stats
 

@@ -7,7 +7,7 @@ from typing import Any, Optional
 import dagster as dg
 
 from churn_platform.backups.resources import BackupStore
-from churn_platform.crm.resources import BundledCRMResource
+from churn_platform.crm.resources import ZendeskCRMResource
 from churn_platform.logs.landing_zone import LandingZone
 from churn_platform.settings import PlatformSettings
 from churn_platform.storage.artifact_io_manager import ArtifactIOManager, ArtifactStore
@@ -36,6 +36,7 @@ def build_connection(settings: PlatformSettings, environ: Mapping[str, str] | No
 
 
 def build_resources(settings: PlatformSettings, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    environ = os.environ if environ is None else environ
     connection = build_connection(settings, environ)
     artifact_store = ArtifactStore(base_path=settings.artifacts_dir, connection=connection)
     return {
@@ -43,6 +44,10 @@ def build_resources(settings: PlatformSettings, environ: Mapping[str, str] | Non
         "model_io_manager": ArtifactIOManager(store=artifact_store),
         "artifact_store": artifact_store,
         "landing_zone": LandingZone(base_path=settings.landing_dir, connection=connection),
-        "crm": BundledCRMResource(export_path=settings.crm_export_path, connection=connection),
+        "crm": ZendeskCRMResource(
+            base_url=settings.crm_url, email=settings.crm_email,
+            api_token=_secret("ZENDESK_API_TOKEN", environ), oauth_token=_secret("ZENDESK_OAUTH_TOKEN", environ),
+            export_path=None if settings.crm_url else settings.crm_export_path, export_connection=connection,
+        ),
         "backup_store": BackupStore(base_path=settings.backup_dir, connection=connection),
     }

@@ -37,6 +37,8 @@ class PlatformSettings:
     region: str | None = None
     gcs_project: str | None = None
     gcs_token: str | None = None  # "anon" for emulators; otherwise credentials come from EnvVar
+    crm_url: str | None = None  # the Zendesk API; unset: a local simulator over the CRM export
+    crm_email: str | None = None
 
     @property
     def landing_dir(self) -> str:
@@ -77,7 +79,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> PlatformSettings:
     if window < 1:
         raise SettingsError(f"CHURN_TRAINING_WINDOW_DAYS must be >= 1, got {window}")
     name = env.get("CHURN_ENV", "local")
-    common = {"env": name, "start_date": start_date, "training_window_days": window}
+    common = {"env": name, "start_date": start_date, "training_window_days": window,
+              "crm_url": env.get("CHURN_CRM_URL") or None, "crm_email": env.get("CHURN_CRM_EMAIL") or None}
 
     if name == "local":
         data_dir = env.get("CHURN_DATA_DIR", str(REPO_ROOT / "data"))

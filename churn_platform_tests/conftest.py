@@ -33,7 +33,7 @@ def settings_for(data_dir: str) -> PlatformSettings:
 def generate_into(settings: PlatformSettings, days: int, customers: int, seed: int = 7) -> dict[str, int]:
     data = generate(START, days=days, customers=customers, seed=seed)
     resources = build_resources(settings)
-    return write_generated(data, resources["landing_zone"], resources["crm"])
+    return write_generated(data, resources["landing_zone"], settings.crm_export_path, resources["landing_zone"].connection)
 
 
 @dataclass

@@ -1,82 +1,97 @@
-"""How the platform talks to the CRM.
+"""How the platform talks to the CRM (a Zendesk-style support API).
 
-``CRMResource`` is the interface every CRM source implements. ``BundledCRMResource`` reads a
-Zendesk-shaped export file (what ``churn-platform generate`` writes); the HTTP client for the
-Zendesk Support API implements the same two methods.
+``ZendeskCRMResource`` is an HTTP client of the Zendesk Support API. With ``base_url`` unset (the
+local default) it starts the bundled simulator in-process, on a loopback port, over the export
+file that `churn-platform generate` writes: raw/crm_tickets goes through the same HTTP client in
+every environment.
 """
 
 import datetime as dt
-import json
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Optional
 
 import dagster as dg
 from pydantic import Field
-from upath import UPath
 
-from churn_platform.storage.connection import ObjectStoreConnection, open_path
-from churn_platform.storage.files import StorageError, read_bytes, uri_of, write_bytes_atomic
+from churn_platform.crm.export import read_export, write_export
+from churn_platform.crm.simulator import ZendeskSimulator
+from churn_platform.crm.zendesk_api import RetrySettings, ZendeskAPI, basic_auth_header
+from churn_platform.storage.connection import ObjectStoreConnection
 
 
 class CRMResource(dg.ConfigurableResource):
-    """A CRM that can export tickets updated in a time window and open new tickets."""
+    """A CRM that exports tickets updated in a time window and opens tickets for humans."""
 
     def fetch_updated_tickets(self, start: dt.datetime, end: dt.datetime) -> list[dict[str, Any]]:
         """Tickets (current state) whose ``updated_at`` lies in [start, end), UTC."""
         raise NotImplementedError
 
-    def create_ticket(self, subject: str, body: str, tags: list[str] | None = None) -> int:
+    def create_ticket(self, subject: str, body: str, tags: Optional[list[str]] = None) -> int:
         """Open a ticket for a human; returns its id."""
         raise NotImplementedError
 
 
-class BundledCRMResource(CRMResource):
-    """Tickets from a Zendesk-shaped JSON-lines export (one ticket object per line)."""
+def _value(secret: Optional[str]) -> Optional[str]:
+    return secret.get_value() if isinstance(secret, dg.EnvVar) else secret
 
-    export_path: str = Field(description="Path or URI of the tickets export (JSON lines).")
-    connection: Optional[ObjectStoreConnection] = None
 
-    def _path(self) -> UPath:
-        return open_path(self.export_path, self.connection)
+class ZendeskCRMResource(CRMResource):
+    """Zendesk Support API client (cursor-based incremental export, ticket creation)."""
+
+    base_url: Optional[str] = Field(default=None, description="e.g. https://acme.zendesk.com; unset: local simulator")
+    email: Optional[str] = Field(default=None, description="Agent email, for API-token auth.")
+    api_token: Optional[str] = Field(default=None, description="API token (dg.EnvVar), sent as {email}/token:{token}.")
+    oauth_token: Optional[str] = Field(default=None, description="OAuth bearer token (dg.EnvVar); preferred if set.")
+    export_path: Optional[str] = Field(default=None, description="Export file the local simulator serves.")
+    export_connection: Optional[ObjectStoreConnection] = None
+    page_size: int = 1000
+    timeout_seconds: float = 30.0
+    max_attempts: int = 8
+    backoff_base_seconds: float = 0.5
+    backoff_max_seconds: float = 30.0
+
+    def _retry(self) -> RetrySettings:
+        return RetrySettings(self.max_attempts, self.backoff_base_seconds, self.backoff_max_seconds)
+
+    @contextmanager
+    def api(self) -> Iterator[ZendeskAPI]:
+        if self.base_url:
+            oauth = _value(self.oauth_token)
+            if oauth:
+                authorization = f"Bearer {oauth}"
+            elif self.email and self.api_token:
+                authorization = basic_auth_header(self.email, _value(self.api_token))
+            else:
+                raise dg.Failure("CRM credentials missing: set ZENDESK_OAUTH_TOKEN, or CHURN_CRM_EMAIL and ZENDESK_API_TOKEN")
+            with ZendeskAPI(self.base_url, authorization, self.timeout_seconds, self._retry(), self.page_size) as api:
+                yield api
+            return
+        if not self.export_path:
+            raise dg.Failure("no CRM configured: set CHURN_CRM_URL (and credentials) or an export for the local simulator")
+        token = secrets.token_urlsafe(24)  # a throwaway credential for this in-process simulator
+        simulator = ZendeskSimulator(
+            read_export(self.export_path, self.export_connection), oauth_token=token,
+            on_create=lambda tickets: write_export(self.export_path, tickets, self.export_connection),
+        )
+        with simulator.running(), ZendeskAPI(simulator.url, f"Bearer {token}", self.timeout_seconds,
+                                             self._retry(), self.page_size) as api:
+            yield api
 
     def fetch_updated_tickets(self, start: dt.datetime, end: dt.datetime) -> list[dict[str, Any]]:
-        path = self._path()
-        try:
-            content = read_bytes(path).decode("utf-8")
-        except StorageError as exc:
-            raise StorageError(
-                f"CRM export {uri_of(path)} does not exist; run `churn-platform generate` or "
-                "configure the CRM API"
-            ) from exc
-        tickets = []
-        for number, line in enumerate(content.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                ticket = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{uri_of(path)} line {number}: not valid JSON ({exc.msg})") from exc
-            updated = ticket.get("updated_at")
-            if not isinstance(updated, str):
-                raise ValueError(f"{uri_of(path)} line {number}: ticket has no updated_at")
-            when = dt.datetime.fromisoformat(updated.replace("Z", "+00:00"))
-            if start <= when < end:
-                tickets.append(ticket)
-        return tickets
+        with self.api() as api:
+            exported = api.export_tickets(start)
+        # Tickets without a parseable updated_at are kept so that the schema check names them.
+        return [t for t in exported if (when := _parse(t.get("updated_at"))) is None or start <= when < end]
 
-    def write_export(self, tickets: list[dict[str, Any]]) -> str:
-        """Replace the export with these tickets (what `churn-platform generate` writes)."""
-        path = self._path()
-        write_bytes_atomic(path, "".join(json.dumps(t, separators=(",", ":")) + "\n" for t in tickets).encode("utf-8"))
-        return uri_of(path)
+    def create_ticket(self, subject: str, body: str, tags: Optional[list[str]] = None) -> int:
+        with self.api() as api:
+            return api.create_ticket(subject, body, tags)
 
-    def create_ticket(self, subject: str, body: str, tags: list[str] | None = None) -> int:
-        # Appends to the export, as the API would add the ticket to its store.
-        path = self._path()
-        existing = read_bytes(path).decode("utf-8") if path.exists() else ""
-        ids = [json.loads(line)["id"] for line in existing.splitlines() if line.strip()]
-        ticket_id = max(ids, default=0) + 1
-        now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        record = {"id": ticket_id, "subject": subject, "description": body, "status": "new",
-                  "tags": tags or [], "created_at": now, "updated_at": now, "requester_id": None}
-        write_bytes_atomic(path, (existing + json.dumps(record) + "\n").encode("utf-8"))
-        return ticket_id
+
+def _parse(value: Any) -> Optional[dt.datetime]:
+    try:
+        return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None

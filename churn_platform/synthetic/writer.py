@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from churn_platform.crm.resources import BundledCRMResource
+from typing import Optional
+
+from churn_platform.crm.export import write_export
 from churn_platform.logs.landing_zone import LandingZone
+from churn_platform.storage.connection import ObjectStoreConnection
 from churn_platform.synthetic.generator import GeneratedData, events_to_jsonl
 
 # Logs arrive in two files a day (morning and afternoon batches), as a real exporter would write.
 BATCH_SPLIT_HOUR = 12
 
 
-def write_generated(data: GeneratedData, landing_zone: LandingZone, crm: BundledCRMResource) -> dict[str, int]:
+def write_generated(data: GeneratedData, landing_zone: LandingZone, crm_export_path: str,
+                    connection: Optional[ObjectStoreConnection] = None) -> dict[str, int]:
     files = 0
     for day in data.event_days:
         date = day.date.isoformat()
@@ -19,7 +23,7 @@ def write_generated(data: GeneratedData, landing_zone: LandingZone, crm: Bundled
                             ("events-pm.jsonl", day.events[hours >= BATCH_SPLIT_HOUR])):
             landing_zone.write_file(date, name, events_to_jsonl(batch))
             files += 1
-    crm.write_export(data.tickets)
+    write_export(crm_export_path, data.tickets, connection)
     return {
         "days": data.days,
         "customers": len(data.customers),

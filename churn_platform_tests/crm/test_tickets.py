@@ -1,9 +1,8 @@
 import datetime as dt
-import json
 
 import pytest
 
-from churn_platform.crm.resources import BundledCRMResource
+from churn_platform.crm.export import read_export, write_export
 from churn_platform.crm.sentiment import score_ticket_sentiment
 from churn_platform.crm.tickets import TICKET_COLUMNS, TicketSchemaError, normalize_tickets
 
@@ -53,27 +52,12 @@ def test_sentiment_reads_angry_and_happy_text():
     assert scores.loc[3, "sentiment_label"] == "neutral"
 
 
-def test_bundled_crm_exports_a_half_open_window_and_opens_tickets(tmp_path):
-    export = tmp_path / "tickets.jsonl"
-    export.write_text("\n".join(json.dumps(t) for t in [
-        ticket(id=1, updated_at="2026-01-04T23:59:59Z"),
-        ticket(id=2, updated_at="2026-01-05T00:00:00Z"),
-        ticket(id=3, updated_at="2026-01-06T00:00:00Z"),
-    ]) + "\n")
-    crm = BundledCRMResource(export_path=str(export))
-    start = dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)
-    found = crm.fetch_updated_tickets(start, start + dt.timedelta(days=1))
-    assert [t["id"] for t in found] == [2]
-
-    new_id = crm.create_ticket("Run failed", "details", tags=["churn_platform"])
-    assert new_id == 4
-    now = dt.datetime.now(dt.timezone.utc)
-    created = crm.fetch_updated_tickets(now - dt.timedelta(minutes=5), now + dt.timedelta(minutes=5))
-    assert [(t["id"], t["subject"]) for t in created] == [(4, "Run failed")]
-
-
 def test_missing_export_says_how_to_create_it(tmp_path):
-    crm = BundledCRMResource(export_path=str(tmp_path / "none.jsonl"))
-    start = dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc)
     with pytest.raises(Exception, match="churn-platform generate"):
-        crm.fetch_updated_tickets(start, start + dt.timedelta(days=1))
+        read_export(str(tmp_path / "none.jsonl"))
+
+
+def test_export_round_trips(tmp_path):
+    path = str(tmp_path / "tickets.jsonl")
+    write_export(path, [ticket(id=1), ticket(id=2)])
+    assert [t["id"] for t in read_export(path)] == [1, 2]

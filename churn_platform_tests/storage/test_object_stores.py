@@ -3,13 +3,12 @@
 import dagster as dg
 import pandas as pd
 import pytest
-from upath import UPath
 
 from churn_platform.definitions import build_definitions
 from churn_platform.demo import DemoPlan, run_demo
 from churn_platform.resources import build_connection
 from churn_platform.storage.connection import ObjectStoreConnection, open_path
-from churn_platform.storage.files import StorageError, sha256_hex
+from churn_platform.storage.files import sha256_hex
 from churn_platform.storage.parquet_io_manager import ParquetIOManager
 from churn_platform_tests import servers
 from churn_platform_tests.conftest import START, gcs_settings, generate_into, s3_settings, settings_for
