@@ -72,3 +72,38 @@ def demo(days: int, customers: int, seed: int) -> None:
     click.echo("")
     click.echo("Timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
                + f"; total {time.perf_counter() - started:.1f}s")
+
+
+@main.command("crm-simulator")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8765, show_default=True)
+@click.option("--export", "export_path", default=None, help="Ticket export to serve (default: the generated one).")
+@click.option("--oauth-token-env", default="ZENDESK_OAUTH_TOKEN", show_default=True,
+              help="Environment variable holding the bearer token clients must send.")
+@click.option("--email", default=None, help="Accept API-token auth for this agent email ...")
+@click.option("--api-token-env", default="ZENDESK_API_TOKEN", show_default=True, help="... with the token in this variable.")
+@click.option("--faults", default="", help="e.g. rate_limit=0.1,retry_after_seconds=1,server_error=0.05,slow=0.02,"
+              "slow_seconds=2,malformed=0.05,empty_page=0.1,duplicates=0.2,seed=3")
+def crm_simulator(host: str, port: int, export_path: str | None, oauth_token_env: str, email: str | None,
+                  api_token_env: str, faults: str) -> None:
+    """Serve the Zendesk Support API over the generated tickets (incremental export, list, create)."""
+    import os
+
+    from churn_platform.crm.export import read_export, write_export
+    from churn_platform.crm.simulator import FaultConfig, ZendeskSimulator
+
+    settings = load_settings()
+    path = export_path or settings.crm_export_path
+    oauth, api_token = os.environ.get(oauth_token_env), os.environ.get(api_token_env)
+    if not oauth and not (email and api_token):
+        raise click.UsageError(f"set {oauth_token_env}, or --email and {api_token_env}, for clients to authenticate with")
+    simulator = ZendeskSimulator(read_export(path), oauth_token=oauth, email=email, api_token=api_token,
+                                 faults=FaultConfig.parse(faults), host=host, port=port,
+                                 on_create=lambda tickets: write_export(path, tickets))
+    simulator.start()
+    click.echo(f"Zendesk API simulator on {simulator.url} serving {path} (Ctrl-C to stop)")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        simulator.stop()
