@@ -9,6 +9,7 @@ import dagster as dg
 from churn_platform.backups.resources import BackupStore
 from churn_platform.crm.resources import ZendeskCRMResource
 from churn_platform.logs.landing_zone import LandingZone
+from churn_platform.ml.tracking import MLflowTracking
 from churn_platform.settings import PlatformSettings
 from churn_platform.storage.artifact_io_manager import ArtifactIOManager, ArtifactStore
 from churn_platform.storage.connection import ObjectStoreConnection
@@ -50,4 +51,8 @@ def build_resources(settings: PlatformSettings, environ: Mapping[str, str] | Non
             export_path=None if settings.crm_url else settings.crm_export_path, export_connection=connection,
         ),
         "backup_store": BackupStore(base_path=settings.backup_dir, connection=connection),
+        "mlflow_tracking": MLflowTracking(
+            tracking_uri=settings.mlflow_tracking_uri, artifact_location=settings.mlflow_artifact_location,
+            ui_url=settings.mlflow_ui_url,
+        ),
     }

@@ -39,6 +39,9 @@ class PlatformSettings:
     gcs_token: str | None = None  # "anon" for emulators; otherwise credentials come from EnvVar
     crm_url: str | None = None  # the Zendesk API; unset: a local simulator over the CRM export
     crm_email: str | None = None
+    mlflow_tracking_uri: str = ""  # sqlite:///... locally, a tracking server's URL in production
+    mlflow_artifact_location: str | None = None
+    mlflow_ui_url: str | None = None
 
     @property
     def landing_dir(self) -> str:
@@ -79,11 +82,20 @@ def load_settings(environ: Mapping[str, str] | None = None) -> PlatformSettings:
     if window < 1:
         raise SettingsError(f"CHURN_TRAINING_WINDOW_DAYS must be >= 1, got {window}")
     name = env.get("CHURN_ENV", "local")
-    common = {"env": name, "start_date": start_date, "training_window_days": window,
-              "crm_url": env.get("CHURN_CRM_URL") or None, "crm_email": env.get("CHURN_CRM_EMAIL") or None}
+    data_dir = env.get("CHURN_DATA_DIR", str(REPO_ROOT / "data"))
+    mlflow_dir = env.get("CHURN_MLFLOW_DIR", f"{data_dir}/mlflow")
+    tracking_uri = env.get("CHURN_MLFLOW_TRACKING_URI") or f"sqlite:///{os.path.abspath(mlflow_dir)}/mlflow.db"
+    common = {
+        "env": name, "start_date": start_date, "training_window_days": window,
+        "crm_url": env.get("CHURN_CRM_URL") or None, "crm_email": env.get("CHURN_CRM_EMAIL") or None,
+        "mlflow_tracking_uri": tracking_uri,
+        # A tracking server stores artifacts itself; a local SQLite store keeps them beside it.
+        "mlflow_artifact_location": env.get("CHURN_MLFLOW_ARTIFACT_LOCATION")
+        or (os.path.abspath(f"{mlflow_dir}/artifacts") if tracking_uri.startswith("sqlite:") else None),
+        "mlflow_ui_url": env.get("CHURN_MLFLOW_UI_URL", "http://127.0.0.1:5000"),
+    }
 
     if name == "local":
-        data_dir = env.get("CHURN_DATA_DIR", str(REPO_ROOT / "data"))
         return PlatformSettings(data_root=data_dir, backup_root=env.get("CHURN_BACKUP_DIR", f"{data_dir}/backups"), **common)
     if name == "s3":
         why = "when CHURN_ENV=s3"

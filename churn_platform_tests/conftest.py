@@ -66,19 +66,19 @@ def gcs_server() -> Iterator[servers.GCSServer]:
     server.server.stop()
 
 
-def s3_settings(s3_server: servers.S3Server, monkeypatch, versioned: bool = False) -> PlatformSettings:
+def s3_settings(s3_server: servers.S3Server, monkeypatch, mlflow_dir: str, versioned: bool = False) -> PlatformSettings:
     for name, value in S3_TEST_ENV.items():
         monkeypatch.setenv(name, value)
     return load_settings({
         "CHURN_ENV": "s3", "CHURN_S3_BUCKET": s3_server.new_bucket(versioned=versioned),
         "CHURN_S3_BACKUP_BUCKET": s3_server.new_bucket(versioned=True), "CHURN_S3_ENDPOINT_URL": s3_server.endpoint,
-        "CHURN_START_DATE": START.isoformat(), "AWS_REGION": "us-east-1",
+        "CHURN_START_DATE": START.isoformat(), "AWS_REGION": "us-east-1", "CHURN_MLFLOW_DIR": mlflow_dir,
     })
 
 
-def gcs_settings(gcs_server: servers.GCSServer) -> PlatformSettings:
+def gcs_settings(gcs_server: servers.GCSServer, mlflow_dir: str) -> PlatformSettings:
     return load_settings({
         "CHURN_ENV": "gcs", "CHURN_GCS_BUCKET": gcs_server.new_bucket(), "CHURN_GCS_BACKUP_BUCKET": gcs_server.new_bucket(),
         "CHURN_GCS_ENDPOINT_URL": gcs_server.endpoint, "CHURN_GCS_TOKEN": "anon", "GOOGLE_CLOUD_PROJECT": "test",
-        "CHURN_START_DATE": START.isoformat(),
+        "CHURN_START_DATE": START.isoformat(), "CHURN_MLFLOW_DIR": mlflow_dir,
     })

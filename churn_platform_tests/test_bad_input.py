@@ -91,4 +91,4 @@ def test_scoring_without_a_model_says_to_train_one(small_platform):
     result = small_platform.defs.resolve_job_def("scoring_job").execute_in_process(
         instance=small_platform.instance, partition_key="2026-01-05", raise_on_error=False)
     assert not result.success
-    assert "no churn model has been trained yet" in error_of(result)
+    assert "has no 'champion' alias" in error_of(result) and "promotion gate" in error_of(result)

@@ -3,17 +3,25 @@
 import dagster as dg
 import pandas as pd
 
+from typing import Optional
+
+from churn_platform.ml.gate import GateThresholds, evaluate_gate, prediction_health
 from churn_platform.ml.labels import compute_churn_labels
-from churn_platform.ml.scoring import score_customers
+from churn_platform.ml.plots import evaluation_figures
+from churn_platform.ml.scoring import predict_with, score_customers
+from churn_platform.ml.tracking import MLflowTracking, NoChampionError
 from churn_platform.ml.training import (
     ChurnModel,
+    Holdout,
     build_training_set,
+    evaluate,
+    threshold_metrics,
     train_churn_model,
     training_as_of_dates,
+    training_lineage,
 )
 from churn_platform.partitions import daily_partitions, labelled_partitions
 from churn_platform.settings import LABEL_HORIZON_DAYS, load_settings
-from churn_platform.storage.artifact_io_manager import ArtifactStore
 from churn_platform.storage.parquet_io_manager import source_files, to_json_metadata
 
 CHURN_MODEL_KEY = dg.AssetKey(["ml", "churn_model"])
@@ -88,6 +96,7 @@ def training_set(
 
 class ChurnModelConfig(dg.Config):
     seed: int = 0
+    decision_threshold: float = 0.3  # for precision/recall/F1 in the run's metrics
 
 
 @dg.asset(
@@ -96,22 +105,91 @@ class ChurnModelConfig(dg.Config):
     partitions_def=labelled_partitions,
     ins={"training_set": dg.AssetIn(key=["ml", "training_set"])},
     io_manager_key="model_io_manager",
-    kinds={"scikitlearn"},
+    kinds={"scikitlearn", "mlflow"},
 )
 def churn_model(
-    context: dg.AssetExecutionContext, config: ChurnModelConfig, training_set: pd.DataFrame
+    context: dg.AssetExecutionContext, config: ChurnModelConfig, training_set: pd.DataFrame,
+    mlflow_tracking: MLflowTracking,
 ) -> ChurnModel:
-    """A scikit-learn pipeline trained on the training set, with held-out metrics."""
+    """A scikit-learn pipeline trained on the training set, tracked in MLflow and registered as a
+    new version of the `churn_model` registered model. Promotion is the gate check's decision."""
     model = train_churn_model(training_set, seed=config.seed)
-    model.trained_on = {"training_cutoff": context.partition_key, "files": source_files(training_set)}
-    context.add_output_metadata(
-        {
-            **{name: dg.MetadataValue.float(value) for name, value in model.metrics.items()},
-            "features": to_json_metadata(model.feature_columns),
-            "training_set": to_json_metadata(source_files(training_set)),
-        }
+    holdout = model.holdout
+    metrics = {**model.metrics, **threshold_metrics(holdout.labels, holdout.probabilities, config.decision_threshold)}
+    lineage = training_lineage(context.partition_key, training_set, source_files(training_set))
+    record = mlflow_tracking.log_training(
+        model.pipeline, holdout.features,
+        params={"seed": config.seed, "decision_threshold": config.decision_threshold,
+                "training_cutoff": context.partition_key, "features": ",".join(model.feature_columns),
+                **{f"model.{k}": v for k, v in model.pipeline.named_steps["model"].get_params().items()}},
+        metrics=metrics,
+        tags={"dagster.run_id": context.run.run_id, "dagster.partition": context.partition_key},
+        lineage=lineage,
+        figures=evaluation_figures(holdout.labels, holdout.probabilities, model.pipeline, holdout.features, config.seed),
+        run_name=f"churn_model {context.partition_key}",
     )
+    champion = evaluate_champion(mlflow_tracking, holdout)
+    model.trained_on = {**lineage, "mlflow": {"run_id": record.run_id, "version": record.version}}
+    gate_inputs = {"version": record.version, "candidate": metrics,
+                   "health": prediction_health(holdout.probabilities), "champion": champion}
+    metadata: dict = {name: dg.MetadataValue.float(value) for name, value in metrics.items()}
+    metadata.update({
+        "mlflow_run_id": record.run_id,
+        "model_version": record.version,
+        "champion_version": champion["version"] if champion else "none",
+        "gate_inputs": to_json_metadata(gate_inputs),
+        "features": to_json_metadata(model.feature_columns),
+        "training_set": to_json_metadata(source_files(training_set)),
+    })
+    if record.run_url:
+        metadata["mlflow_run"] = dg.MetadataValue.url(record.run_url)
+    context.add_output_metadata(metadata)
+    model.holdout = None
     return model
+
+
+def evaluate_champion(mlflow_tracking: MLflowTracking, holdout: Holdout) -> Optional[dict]:
+    """The current champion's metrics on the candidate's hold-out: the same evaluation data."""
+    version = mlflow_tracking.champion_version()
+    if version is None:
+        return None
+    pipeline = mlflow_tracking.load_version(version)
+    return {"version": version, **evaluate(holdout.labels, predict_with(pipeline, holdout.features))}
+
+
+class PromotionGateConfig(dg.Config):
+    min_roc_auc: float = 0.70
+    min_pr_auc_lift: float = 1.5
+    max_auc_drop_vs_champion: float = 0.02
+
+
+@dg.asset_check(asset=CHURN_MODEL_KEY, blocking=True, name="promotion_gate")
+def churn_model_promotion_gate(
+    context: dg.AssetCheckExecutionContext, config: PromotionGateConfig, mlflow_tracking: MLflowTracking
+) -> dg.AssetCheckResult:
+    """Promote the new model version to `champion` only if its metrics clear the floors, it is not
+    worse than the champion on the same hold-out by more than the margin, and its predictions are
+    well-formed. A rejected version stays registered with the reason; the champion is untouched."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=CHURN_MODEL_KEY, asset_partitions=[context.partition_key]), limit=1
+    ).records
+    gate = records[0].asset_materialization.metadata["gate_inputs"].value
+    thresholds = GateThresholds(config.min_roc_auc, config.min_pr_auc_lift, config.max_auc_drop_vs_champion)
+    passed, reasons = evaluate_gate(gate["candidate"], gate["health"], gate["champion"], thresholds)
+    version = gate["version"]
+    if passed:
+        previous = gate["champion"]["version"] if gate["champion"] else None
+        description = f"promoted version {version} to champion" + (f" (was {previous})" if previous else "")
+        mlflow_tracking.promote(version, description)
+    else:
+        description = f"version {version} not promoted: " + "; ".join(reasons)
+        mlflow_tracking.reject(version, reasons)
+    return dg.AssetCheckResult(
+        passed=passed, description=description,
+        metadata={"model_version": version, "roc_auc": gate["candidate"]["roc_auc"],
+                  "champion_roc_auc_same_holdout": gate["champion"]["roc_auc"] if gate["champion"] else -1.0,
+                  "reasons": to_json_metadata(reasons)},
+    )
 
 
 @dg.asset(
@@ -125,19 +203,13 @@ def churn_model(
     kinds={"scikitlearn", "parquet"},
 )
 def churn_scores(
-    context: dg.AssetExecutionContext, artifact_store: ArtifactStore, customer_features: pd.DataFrame
+    context: dg.AssetExecutionContext, mlflow_tracking: MLflowTracking, customer_features: pd.DataFrame
 ) -> pd.DataFrame:
-    """Every active customer's churn probability as of the partition date, from the latest model."""
-    event = context.instance.get_latest_materialization_event(CHURN_MODEL_KEY)
-    if event is None or event.asset_materialization is None:
-        raise dg.Failure(
-            "no churn model has been trained yet: materialize ml/training_set and ml/churn_model "
-            "for a labelled date first (see `churn-platform demo`)"
-        )
-    materialization = event.asset_materialization
-    uri = materialization.metadata["uri"].value
-    version = f"{materialization.partition}:{materialization.metadata['sha256'].value[:12]}"
-    model = artifact_store.load_uri(uri)
-    scores = score_customers(model, customer_features, model_version=version)
-    context.add_output_metadata({"model_version": version, "model_uri": dg.MetadataValue.path(uri)})
+    """Every active customer's churn probability as of the partition date, from the champion model."""
+    try:
+        pipeline, version = mlflow_tracking.load_champion()
+    except NoChampionError as exc:
+        raise dg.Failure(str(exc)) from None
+    scores = score_customers(lambda frame: predict_with(pipeline, frame), customer_features, model_version=version)
+    context.add_output_metadata({"model_version": version, "model_uri": f"models:/{mlflow_tracking.model_name}/{version}"})
     return scores

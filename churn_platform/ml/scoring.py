@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
 import pandas as pd
 
-from churn_platform.ml.training import AS_OF_COLUMN, ChurnModel
+from churn_platform.ml.training import AS_OF_COLUMN
 
 SCORE_COLUMNS = {
     "as_of_date": "object",
@@ -15,13 +18,23 @@ SCORE_COLUMNS = {
 }
 
 
-def score_customers(model: ChurnModel, features: pd.DataFrame, model_version: str) -> pd.DataFrame:
+def predict_with(pipeline, frame: pd.DataFrame) -> np.ndarray:
+    """Churn probabilities from a fitted pipeline, selecting the columns it was trained on."""
+    columns = list(pipeline.feature_names_in_)
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"features missing for scoring: {missing}")
+    return pipeline.predict_proba(frame[columns])[:, 1]
+
+
+def score_customers(predict: Callable[[pd.DataFrame], np.ndarray], features: pd.DataFrame,
+                    model_version: str) -> pd.DataFrame:
     active = features[features["is_active"]].reset_index(drop=True)
     scores = pd.DataFrame(
         {
             AS_OF_COLUMN: active[AS_OF_COLUMN],
             "customer_id": active["customer_id"],
-            "churn_probability": model.predict_proba(active) if len(active) else [],
+            "churn_probability": predict(active) if len(active) else [],
         }
     )
     scores["risk_rank"] = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -13,7 +13,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
-from sklearn.model_selection import GroupShuffleSplit
+from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 
@@ -50,6 +50,15 @@ def build_training_set(features: pd.DataFrame, labels: pd.DataFrame, as_of_dates
 
 
 @dataclass
+class Holdout:
+    """The held-out rows a model was evaluated on, with its predictions."""
+
+    features: pd.DataFrame
+    labels: np.ndarray
+    probabilities: np.ndarray
+
+
+@dataclass
 class ChurnModel:
     """A fitted pipeline with what is needed to use and audit it."""
 
@@ -62,6 +71,11 @@ class ChurnModel:
     label_column: str
     seed: int
     trained_on: dict[str, Any] = field(default_factory=dict)
+    # Not pickled with the model (see __getstate__): only needed right after training.
+    holdout: Optional[Holdout] = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "holdout": None}
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         missing = [c for c in self.feature_columns if c not in frame.columns]
@@ -116,6 +130,23 @@ def evaluate(y_true: np.ndarray, probability: np.ndarray) -> dict[str, float]:
     }
 
 
+def threshold_metrics(y_true: np.ndarray, probability: np.ndarray, threshold: float) -> dict[str, float]:
+    predicted = probability >= threshold
+    true_positive = float(np.sum(predicted & y_true))
+    precision = true_positive / max(float(predicted.sum()), 1.0)
+    recall = true_positive / max(float(y_true.sum()), 1.0)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision_at_threshold": precision, "recall_at_threshold": recall, "f1_at_threshold": f1,
+            "flagged_rate_at_threshold": float(predicted.mean())}
+
+
+def training_lineage(cutoff: str, table: pd.DataFrame, files: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a model was trained on: dates, partitions, row counts and the files with their hashes."""
+    dates = sorted({str(d) for d in table[AS_OF_COLUMN].unique()}) if AS_OF_COLUMN in table else []
+    return {"training_cutoff": cutoff, "as_of_dates": dates, "rows": int(len(table)),
+            "churned_rows": int(table[LABEL_COLUMN].sum()) if LABEL_COLUMN in table else None, "files": files}
+
+
 def train_churn_model(
     table: pd.DataFrame,
     id_column: str = ID_COLUMN,
@@ -126,7 +157,7 @@ def train_churn_model(
 ) -> ChurnModel:
     """Train on any table with an id and a label column; numeric and categorical columns and
     missing values are handled by the pipeline. The hold-out is split by id, so one customer's
-    snapshots never sit on both sides."""
+    snapshots never sit on both sides, and stratified by label."""
     for column in (id_column, label_column):
         if column not in table.columns:
             raise TrainingDataError(f"training table has no {column!r} column")
@@ -142,17 +173,21 @@ def train_churn_model(
         )
     X = table[features]
     numeric, categorical = split_columns(X)
-    splitter = GroupShuffleSplit(n_splits=1, test_size=test_fraction, random_state=seed)
+    # Stratified by label and grouped by id: churners are rare, and an unstratified split can leave
+    # the hold-out with one or two of them, which makes its metrics noise.
+    splitter = StratifiedGroupKFold(n_splits=round(1 / test_fraction), shuffle=True, random_state=seed)
     train_idx, test_idx = next(splitter.split(X, y, groups=table[id_column]))
     if len(set(y[test_idx])) < 2 or len(set(y[train_idx])) < 2:
         raise TrainingDataError("the train/test split left one side with a single class; add more data")
 
     pipeline = make_pipeline(numeric, categorical, seed)
     pipeline.fit(X.iloc[train_idx], y[train_idx])
-    metrics = evaluate(y[test_idx], pipeline.predict_proba(X.iloc[test_idx])[:, 1])
+    holdout_probabilities = pipeline.predict_proba(X.iloc[test_idx])[:, 1]
+    metrics = evaluate(y[test_idx], holdout_probabilities)
     metrics.update({"train_rows": float(len(train_idx)), "test_rows": float(len(test_idx))})
     return ChurnModel(
         pipeline=pipeline, feature_columns=features, numeric_columns=numeric,
         categorical_columns=categorical, metrics=metrics, id_column=id_column,
         label_column=label_column, seed=seed,
+        holdout=Holdout(X.iloc[test_idx].reset_index(drop=True), y[test_idx], holdout_probabilities),
     )

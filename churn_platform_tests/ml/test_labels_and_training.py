@@ -94,7 +94,7 @@ def test_scores_cover_active_customers_with_ranks():
     model = train_churn_model(table, id_column="account", label_column="label", exclude=())
     features = synthetic_table(rows=20, seed=5).assign(as_of_date=D(2026, 3, 1), customer_id=range(20),
                                                        is_active=[True] * 15 + [False] * 5)
-    scores = score_customers(model, features, model_version="2026-02-01:abc")
+    scores = score_customers(model.predict_proba, features, model_version="2026-02-01:abc")
     assert len(scores) == 15 and sorted(scores["risk_rank"]) == list(range(1, 16))
     assert scores["churn_probability"].is_monotonic_decreasing
     assert set(scores["model_version"]) == {"2026-02-01:abc"}

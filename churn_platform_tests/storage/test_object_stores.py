@@ -48,11 +48,11 @@ def local_run(tmp_path_factory):
 
 
 @pytest.mark.parametrize("store", ["s3", "gcs"])
-def test_whole_graph_on_an_object_store_equals_the_local_run(store, local_run, request, monkeypatch):
+def test_whole_graph_on_an_object_store_equals_the_local_run(store, local_run, request, monkeypatch, tmp_path):
     if store == "s3":
-        settings = s3_settings(request.getfixturevalue("s3_server"), monkeypatch, versioned=True)
+        settings = s3_settings(request.getfixturevalue("s3_server"), monkeypatch, str(tmp_path), versioned=True)
     else:
-        settings = gcs_settings(request.getfixturevalue("gcs_server"))
+        settings = gcs_settings(request.getfixturevalue("gcs_server"), str(tmp_path))
     model_metadata = run_platform(settings)
     local_hashes, local_model = local_run
     remote_hashes = warehouse_hashes(settings)
@@ -65,8 +65,8 @@ def test_whole_graph_on_an_object_store_equals_the_local_run(store, local_run, r
     assert [p.name for p in backups.rglob("*.json")] == ["manifest.json"]
 
 
-def test_versioned_bucket_versions_are_recorded(s3_server, monkeypatch):
-    settings = s3_settings(s3_server, monkeypatch, versioned=True)
+def test_versioned_bucket_versions_are_recorded(s3_server, monkeypatch, tmp_path):
+    settings = s3_settings(s3_server, monkeypatch, str(tmp_path), versioned=True)
     manager = ParquetIOManager(base_path=settings.warehouse_dir, connection=build_connection(settings))
 
     @dg.asset(partitions_def=dg.DailyPartitionsDefinition(start_date="2026-01-01"))
@@ -124,12 +124,12 @@ def test_server_outage_fails_clearly_keeps_the_previous_object_and_a_retry_succe
 
 
 @pytest.mark.parametrize("store", ["s3", "gcs"])
-def test_missing_bucket_names_the_uri(store, request, monkeypatch):
+def test_missing_bucket_names_the_uri(store, request, monkeypatch, tmp_path):
     if store == "s3":
-        settings = s3_settings(request.getfixturevalue("s3_server"), monkeypatch)
+        settings = s3_settings(request.getfixturevalue("s3_server"), monkeypatch, str(tmp_path))
         base = "s3://no-such-bucket/wh"
     else:
-        settings = gcs_settings(request.getfixturevalue("gcs_server"))
+        settings = gcs_settings(request.getfixturevalue("gcs_server"), str(tmp_path))
         base = "gs://no-such-bucket/wh"
     manager = ParquetIOManager(base_path=base, connection=build_connection(settings))
 

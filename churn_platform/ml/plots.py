@@ -1,0 +1,50 @@
+"""Evaluation plots logged with each training run: ROC, precision-recall, calibration, importance."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: no display on servers or in CI
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.calibration import calibration_curve  # noqa: E402
+from sklearn.inspection import permutation_importance  # noqa: E402
+from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+
+
+def evaluation_figures(y: np.ndarray, p: np.ndarray, pipeline, features: pd.DataFrame, seed: int,
+                       importance_rows: int = 3000) -> dict[str, plt.Figure]:
+    figures = {}
+    fpr, tpr, _ = roc_curve(y, p)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(fpr, tpr), ax.plot([0, 1], [0, 1], "--", color="grey")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
+    figures["roc_curve.png"] = fig
+
+    precision, recall, _ = precision_recall_curve(y, p)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(recall, precision), ax.axhline(y.mean(), linestyle="--", color="grey")
+    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall")
+    figures["precision_recall_curve.png"] = fig
+
+    observed, predicted = calibration_curve(y, p, n_bins=10, strategy="quantile")
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(predicted, observed, marker="o"), ax.plot([0, 1], [0, 1], "--", color="grey")
+    ax.set(xlabel="predicted churn probability", ylabel="observed churn rate", title="Calibration")
+    figures["calibration.png"] = fig
+
+    # Permutation importance on a sample: model-agnostic, and bounded in cost on big hold-outs.
+    sample = min(importance_rows, len(features))
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(features), size=sample, replace=False)
+    result = permutation_importance(pipeline, features.iloc[idx], y[idx], scoring="roc_auc", n_repeats=3,
+                                    random_state=seed)
+    order = np.argsort(result.importances_mean)
+    fig, ax = plt.subplots(figsize=(6, max(3, 0.25 * len(order))))
+    ax.barh(np.array(features.columns)[order], result.importances_mean[order])
+    ax.set(xlabel="drop in ROC AUC when shuffled", title="Permutation importance")
+    fig.tight_layout()
+    figures["feature_importance.png"] = fig
+    return figures

@@ -1,0 +1,140 @@
+"""A small resource around the MLflow client: tracking runs, the model registry and aliases.
+
+(dagster-mlflow offers only a legacy resource and pins pandas<3, so the platform keeps its own.)
+"""
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from importlib.metadata import version as package_version
+from typing import Any, Optional
+
+import dagster as dg
+import matplotlib.pyplot as plt
+import mlflow
+import mlflow.sklearn
+import numpy as np
+import pandas as pd
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+from pydantic import Field
+
+CHAMPION = "champion"
+# MLflow stores scikit-learn models with skops, which loads only types it is told to trust. These
+# are the platform's own pipeline pieces, reviewed: our column converter, numpy dtypes, and the
+# tree predictor of scikit-learn's gradient boosting (trusted because we write these files).
+SKOPS_TRUSTED_TYPES = [
+    "churn_platform.ml.training._as_object",
+    "numpy.dtype",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+]
+
+
+class NoChampionError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    run_id: str
+    version: str
+    run_url: Optional[str]
+
+
+class MLflowTracking(dg.ConfigurableResource):
+    """Where training runs are tracked and models registered (local SQLite or a tracking server)."""
+
+    tracking_uri: str = Field(description="sqlite:///path/mlflow.db locally; http(s)://server in production.")
+    registry_uri: Optional[str] = Field(default=None, description="Defaults to the tracking URI.")
+    artifact_location: Optional[str] = Field(default=None, description="Experiment artifacts (path, s3://, gs://).")
+    experiment_name: str = "churn_platform"
+    model_name: str = "churn_model"
+    ui_url: Optional[str] = Field(default=None, description="Base URL of the MLflow UI, for links in metadata.")
+
+    def client(self) -> MlflowClient:
+        if self.tracking_uri.startswith("sqlite:///"):
+            os.makedirs(os.path.dirname(self.tracking_uri[len("sqlite:///"):]) or ".", exist_ok=True)
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri or self.tracking_uri)
+
+    def experiment_id(self, client: MlflowClient) -> str:
+        experiment = client.get_experiment_by_name(self.experiment_name)
+        if experiment is not None:
+            return experiment.experiment_id
+        return client.create_experiment(self.experiment_name, artifact_location=self.artifact_location)
+
+    def run_url(self, experiment_id: str, run_id: str) -> Optional[str]:
+        return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}" if self.ui_url else None
+
+    def log_training(self, pipeline, features_example: pd.DataFrame, params: dict[str, Any],
+                     metrics: dict[str, float], tags: dict[str, str], lineage: dict[str, Any],
+                     figures: dict[str, plt.Figure], run_name: str) -> TrainingRecord:
+        """One run: params, metrics and tags in one batch, plots and lineage as artifacts, the
+        pipeline as an MLflow model with signature and input example, registered as a new version."""
+        client = self.client()
+        experiment_id = self.experiment_id(client)
+        run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+        run_id = run.info.run_id
+        try:
+            client.log_batch(
+                run_id,
+                metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items() if np.isfinite(v)],
+                params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+                tags=[RunTag("dagster.lineage_files", str(len(lineage.get("files", []))))],
+            )
+            client.log_dict(run_id, lineage, "lineage.json")
+            for name, figure in figures.items():
+                client.log_figure(run_id, figure, f"plots/{name}")
+                plt.close(figure)
+            example = features_example.head(5)
+            signature = infer_signature(example, pipeline.predict_proba(example)[:, 1])
+            # The fluent API logs models; point it at this resource's stores for the call.
+            mlflow.set_tracking_uri(self.tracking_uri)
+            mlflow.set_registry_uri(self.registry_uri or self.tracking_uri)
+            with mlflow.start_run(run_id=run_id):
+                info = mlflow.sklearn.log_model(
+                    pipeline, name="model", signature=signature, input_example=example,
+                    registered_model_name=self.model_name, skops_trusted_types=SKOPS_TRUSTED_TYPES,
+                    pip_requirements=[f"{p}=={package_version(p)}" for p in ("scikit-learn", "pandas", "numpy")],
+                )
+        except BaseException:
+            client.set_terminated(run_id, status="FAILED")
+            raise
+        return TrainingRecord(run_id=run_id, version=str(info.registered_model_version),
+                              run_url=self.run_url(experiment_id, run_id))
+
+    # -- registry ---------------------------------------------------------------------------------------
+    def champion_version(self) -> Optional[str]:
+        try:
+            return str(self.client().get_model_version_by_alias(self.model_name, CHAMPION).version)
+        except MlflowException:
+            return None
+
+    def load_version(self, version: str):
+        return mlflow.sklearn.load_model(f"models:/{self.model_name}/{version}", dst_path=tempfile.mkdtemp())
+
+    def load_champion(self) -> tuple[Any, str]:
+        version = self.champion_version()
+        if version is None:
+            raise NoChampionError(
+                f"registered model {self.model_name!r} has no {CHAMPION!r} alias at {self.tracking_uri}: "
+                "train a model that passes the promotion gate (materialize ml/training_set and ml/churn_model)"
+            )
+        mlflow.set_registry_uri(self.registry_uri or self.tracking_uri)
+        mlflow.set_tracking_uri(self.tracking_uri)
+        return self.load_version(version), version
+
+    def promote(self, version: str, reason: str) -> None:
+        client = self.client()
+        client.set_model_version_tag(self.model_name, version, "promotion", "passed")
+        client.set_model_version_tag(self.model_name, version, "promotion_reason", reason[:5000])
+        client.set_registered_model_alias(self.model_name, CHAMPION, version)
+
+    def reject(self, version: str, reasons: list[str]) -> None:
+        client = self.client()
+        client.set_model_version_tag(self.model_name, version, "promotion", "rejected")
+        client.set_model_version_tag(self.model_name, version, "promotion_reason", json.dumps(reasons)[:5000])
+
+
