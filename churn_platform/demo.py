@@ -53,8 +53,10 @@ def ensure_dagster_home() -> str:
     return home
 
 
-def run_demo(defs: dg.Definitions, instance: dg.DagsterInstance, plan: DemoPlan, log=print) -> dict[str, float]:
-    """Materialize every asset for the plan's partitions, one single-run backfill per job."""
+def run_demo(defs: dg.Definitions, instance: dg.DagsterInstance, plan: DemoPlan, log=print,
+             gate: dict | None = None) -> dict[str, float]:
+    """Materialize every asset for the plan's partitions, one single-run backfill per job.
+    ``gate`` overrides the promotion gate's thresholds (PromotionGateConfig fields)."""
     steps = [
         ("daily_ingestion_job", partition_range_tags(plan.first_day, plan.last_day), None),
         ("labels_job", partition_range_tags(plan.first_day, plan.last_labelled_day), None),
@@ -66,8 +68,9 @@ def run_demo(defs: dg.Definitions, instance: dg.DagsterInstance, plan: DemoPlan,
         started = time.perf_counter()
         what = partition_key or f"{tags['dagster/asset_partition_range_start']}..{tags['dagster/asset_partition_range_end']}"
         log(f"  running {job_name} for {what} ...")
+        run_config = {"ops": {"ml__churn_model_promotion_gate": {"config": gate}}} if gate and job_name == "training_job" else None
         result = defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance, tags=tags, partition_key=partition_key, raise_on_error=True
+            instance=instance, tags=tags, partition_key=partition_key, raise_on_error=True, run_config=run_config
         )
         assert result.success
         timings[job_name] = time.perf_counter() - started
@@ -98,6 +101,13 @@ def summarize(instance: dg.DagsterInstance, defs: dg.Definitions, settings: Plat
         lines += ["", f"Churn model (trained as of {model.asset_materialization.partition}), held-out metrics:"]
         for name in ("roc_auc", "pr_auc", "brier", "log_loss", "positive_rate"):
             lines.append(f"  {name:14s} {meta[name].value:.4f}")
+        lines.append(f"  MLflow version {meta['model_version'].value}, run {meta['mlflow_run_id'].value}")
+        check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [dg.AssetCheckKey(dg.AssetKey(["ml", "churn_model"]), "promotion_gate")]
+        ).get(dg.AssetCheckKey(dg.AssetKey(["ml", "churn_model"]), "promotion_gate"))
+        if check is not None and check.event is not None:
+            evaluation = check.event.dagster_event.event_specific_data
+            lines.append(f"  promotion gate: {'passed' if evaluation.passed else 'failed'} - {evaluation.description}")
     lines += [
         "",
         "Outputs:",
@@ -105,9 +115,11 @@ def summarize(instance: dg.DagsterInstance, defs: dg.Definitions, settings: Plat
         f"  models     {settings.artifacts_dir}",
         f"  backups    {settings.backup_dir}",
         f"  landing    {settings.landing_dir}",
+        f"  mlflow     {settings.mlflow_tracking_uri}",
         f"  instance   {instance.root_directory}",
         "",
         "Open them in the Dagster UI:  make dev   (or: DAGSTER_HOME=.dagster_home dagster dev -w workspace.yaml)",
         "then browse http://127.0.0.1:3000/asset-groups",
+        f"MLflow UI:  .venv/bin/mlflow ui --backend-store-uri {settings.mlflow_tracking_uri} --port 5000",
     ]
     return lines

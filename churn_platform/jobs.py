@@ -33,8 +33,8 @@ training_job = dg.define_asset_job(
 
 scoring_job = dg.define_asset_job(
     "scoring_job",
-    selection=dg.AssetSelection.assets(["ml", "churn_scores"]),
-    description="Daily churn scores from the latest model.",
+    selection=dg.AssetSelection.assets(["ml", "churn_scores"], ["ml", "feature_drift"]),
+    description="Daily churn scores from the champion model, and feature drift against training data.",
 )
 
 ALL_JOBS = [daily_ingestion_job, labels_job, training_job, scoring_job]

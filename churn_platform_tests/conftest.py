@@ -15,7 +15,6 @@ from churn_platform.resources import build_resources
 from churn_platform.settings import PlatformSettings, load_settings
 from churn_platform.synthetic.generator import generate
 from churn_platform.synthetic.writer import write_generated
-
 from churn_platform_tests import servers
 
 # gcsfs must see this before it is imported: against an emulator it would otherwise wait ~60 s per

@@ -12,13 +12,14 @@ CLI = os.path.join(os.path.dirname(sys.executable), "churn-platform")
 
 def test_demo_prints_the_summary(tmp_path):
     env = {**os.environ, "CHURN_DATA_DIR": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path / "home")}
-    result = subprocess.run([CLI, "demo", "--days", "45", "--customers", "150", "--seed", "2"],
+    result = subprocess.run([CLI, "demo", "--days", "75", "--customers", "400", "--seed", "2"],
                             capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
-    assert "raw/interaction_logs                 45 partitions" in out
-    assert "ml/churn_labels                      15 partitions" in out
+    assert "raw/interaction_logs                 75 partitions" in out
+    assert "ml/churn_labels                      45 partitions" in out
     assert "roc_auc" in out and "Open them in the Dagster UI" in out
+    assert "promotion gate: passed - promoted version 1 to champion" in out and "MLflow UI:" in out
     assert (tmp_path / "home" / "dagster.yaml").exists()  # the instance `dagster dev` will show
 
 

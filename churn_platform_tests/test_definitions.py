@@ -12,7 +12,8 @@ from churn_platform.settings import SettingsError, load_settings
 ASSETS = [
     "raw/crm_tickets", "raw/interaction_logs", "enriched/ticket_sentiment",
     "features/customer_daily_activity", "features/customer_features",
-    "ml/churn_labels", "ml/training_set", "ml/churn_model", "ml/churn_scores", "backups/model_snapshot",
+    "ml/churn_labels", "ml/training_set", "ml/churn_model", "ml/churn_scores", "ml/feature_drift",
+    "backups/model_snapshot",
 ]
 
 
@@ -32,6 +33,12 @@ def test_lineage_edges():
     assert parents("ml/training_set") == {"features/customer_features", "ml/churn_labels"}
     assert parents("ml/churn_scores") == {"features/customer_features", "ml/churn_model"}
     assert parents("backups/model_snapshot") == {"ml/churn_model"}
+    assert parents("ml/feature_drift") == {"features/customer_features", "ml/training_set"}
+
+
+def test_model_checks_are_registered():
+    checks = {(k.asset_key.to_user_string(), k.name) for k in defs.resolve_asset_graph().asset_check_keys}
+    assert ("ml/churn_model", "promotion_gate") in checks and ("ml/feature_drift", "drift_below_threshold") in checks
 
 
 def test_dagster_cli_lists_every_asset():

@@ -48,7 +48,7 @@ def test_every_asset_is_materialized_for_the_planned_partitions(demo):
         "raw/interaction_logs": DAYS, "raw/crm_tickets": DAYS, "enriched/ticket_sentiment": DAYS,
         "features/customer_daily_activity": DAYS, "features/customer_features": DAYS,
         "ml/churn_labels": DAYS - 30, "ml/training_set": 1, "ml/churn_model": 1,
-        "backups/model_snapshot": 1, "ml/churn_scores": 7,
+        "backups/model_snapshot": 1, "ml/churn_scores": 7, "ml/feature_drift": 7,
     }
     counts = {k: len(instance.get_materialized_partitions(dg.AssetKey(k.split("/")))) for k in expected}
     assert counts == expected
@@ -112,7 +112,9 @@ def test_backup_holds_the_model_and_a_lineage_manifest_that_matches_the_files(de
     for item in inputs:
         assert sha256_hex(UPath(item["uri"]).read_bytes()) == item["sha256"]
     restored = ChurnModel  # the backup restores to a usable model
-    import joblib, io
+    import io
+
+    import joblib
     model_obj = joblib.load(io.BytesIO(backup_bytes))
     assert isinstance(model_obj, restored) and model_obj.metrics["roc_auc"] == model["roc_auc"].value
 
@@ -155,3 +157,11 @@ def test_range_run_equals_partition_by_partition(demo, tmp_path):
             ours = UPath(tmp_path).joinpath("warehouse", *key.split("/"), f"{day}.parquet").read_bytes()
             theirs = UPath(settings.warehouse_dir).joinpath(*key.split("/"), f"{day}.parquet").read_bytes()
             assert sha256_hex(ours) == sha256_hex(theirs), (key, day)
+
+
+def test_drift_of_the_same_population_is_small(demo):
+    settings, _, instance, plan, _ = demo
+    drift = table(settings, "ml/feature_drift", plan.last_day)
+    assert set(drift["feature"]) >= {"events_30d", "days_since_last_event"}
+    # Same generator, same customers a month later: no feature should look like a different population.
+    assert drift["psi"].max() < 0.25 and not drift["drifted"].any()

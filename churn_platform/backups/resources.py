@@ -7,7 +7,13 @@ from pydantic import Field
 from upath import UPath
 
 from churn_platform.storage.connection import ObjectStoreConnection, open_path
-from churn_platform.storage.files import StorageError, read_bytes, sha256_hex, uri_of, write_bytes_atomic
+from churn_platform.storage.files import (
+    StorageError,
+    read_bytes,
+    sha256_hex,
+    uri_of,
+    write_bytes_atomic,
+)
 
 
 class BackupStore(dg.ConfigurableResource):

@@ -22,7 +22,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlencode, urlparse
 
-from churn_platform.crm.zendesk_api import EXPORT_PATH, MAX_PAGE_SIZE, TICKETS_PATH, basic_auth_header
+from churn_platform.crm.zendesk_api import (
+    EXPORT_PATH,
+    MAX_PAGE_SIZE,
+    TICKETS_PATH,
+    basic_auth_header,
+)
 
 
 @dataclass(frozen=True)

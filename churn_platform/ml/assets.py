@@ -1,20 +1,24 @@
-"""ml/churn_labels, ml/training_set, ml/churn_model and ml/churn_scores."""
+"""ml/churn_labels, ml/training_set, ml/churn_model (+ promotion_gate check), ml/churn_scores and
+ml/feature_drift (+ drift_below_threshold check)."""
 
 import dagster as dg
 import pandas as pd
 
-from typing import Optional
-
-from churn_platform.ml.gate import GateThresholds, evaluate_gate, prediction_health
+from churn_platform.ml.drift import DEFAULT_PSI_THRESHOLD
+from churn_platform.ml.drift import feature_drift as feature_drift_table
+from churn_platform.ml.gate import (
+    GateThresholds,
+    champion_on_holdout,
+    evaluate_gate,
+    prediction_health,
+)
 from churn_platform.ml.labels import compute_churn_labels
 from churn_platform.ml.plots import evaluation_figures
 from churn_platform.ml.scoring import predict_with, score_customers
 from churn_platform.ml.tracking import MLflowTracking, NoChampionError
 from churn_platform.ml.training import (
     ChurnModel,
-    Holdout,
     build_training_set,
-    evaluate,
     threshold_metrics,
     train_churn_model,
     training_as_of_dates,
@@ -22,10 +26,21 @@ from churn_platform.ml.training import (
 )
 from churn_platform.partitions import daily_partitions, labelled_partitions
 from churn_platform.settings import LABEL_HORIZON_DAYS, load_settings
-from churn_platform.storage.parquet_io_manager import source_files, to_json_metadata
+from churn_platform.storage.artifact_io_manager import ArtifactStore
+from churn_platform.storage.parquet_io_manager import (
+    parquet_bytes_to_dataframe,
+    source_files,
+    to_json_metadata,
+)
 
 CHURN_MODEL_KEY = dg.AssetKey(["ml", "churn_model"])
+TRAINING_SET_KEY = dg.AssetKey(["ml", "training_set"])
+FEATURE_DRIFT_KEY = dg.AssetKey(["ml", "feature_drift"])
 TRAINING_WINDOW_DAYS = load_settings().training_window_days
+DRIFT_FEATURES = [
+    "events_7d", "events_30d", "sessions_30d", "spend_30d", "active_days_30d", "tickets_30d",
+    "mean_sentiment_30d", "days_since_last_event", "activity_trend",
+]
 
 
 @dg.asset(
@@ -128,7 +143,7 @@ def churn_model(
         figures=evaluation_figures(holdout.labels, holdout.probabilities, model.pipeline, holdout.features, config.seed),
         run_name=f"churn_model {context.partition_key}",
     )
-    champion = evaluate_champion(mlflow_tracking, holdout)
+    champion = champion_on_holdout(mlflow_tracking, holdout)
     model.trained_on = {**lineage, "mlflow": {"run_id": record.run_id, "version": record.version}}
     gate_inputs = {"version": record.version, "candidate": metrics,
                    "health": prediction_health(holdout.probabilities), "champion": champion}
@@ -148,19 +163,10 @@ def churn_model(
     return model
 
 
-def evaluate_champion(mlflow_tracking: MLflowTracking, holdout: Holdout) -> Optional[dict]:
-    """The current champion's metrics on the candidate's hold-out: the same evaluation data."""
-    version = mlflow_tracking.champion_version()
-    if version is None:
-        return None
-    pipeline = mlflow_tracking.load_version(version)
-    return {"version": version, **evaluate(holdout.labels, predict_with(pipeline, holdout.features))}
-
-
 class PromotionGateConfig(dg.Config):
-    min_roc_auc: float = 0.70
-    min_pr_auc_lift: float = 1.5
-    max_auc_drop_vs_champion: float = 0.02
+    min_roc_auc: float = GateThresholds.min_roc_auc
+    min_pr_auc_lift: float = GateThresholds.min_pr_auc_lift
+    max_auc_drop_vs_champion: float = GateThresholds.max_auc_drop_vs_champion
 
 
 @dg.asset_check(asset=CHURN_MODEL_KEY, blocking=True, name="promotion_gate")
@@ -213,3 +219,52 @@ def churn_scores(
     scores = score_customers(lambda frame: predict_with(pipeline, frame), customer_features, model_version=version)
     context.add_output_metadata({"model_version": version, "model_uri": f"models:/{mlflow_tracking.model_name}/{version}"})
     return scores
+
+
+
+class FeatureDriftConfig(dg.Config):
+    psi_threshold: float = DEFAULT_PSI_THRESHOLD
+
+
+@dg.asset(
+    key=["ml", "feature_drift"],
+    group_name="ml",
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    ins={"customer_features": dg.AssetIn(key=["features", "customer_features"])},
+    deps=[dg.AssetDep(TRAINING_SET_KEY, partition_mapping=dg.LastPartitionMapping())],
+    metadata={"partition_column": "as_of_date"},
+    kinds={"pandas", "parquet"},
+)
+def feature_drift(
+    context: dg.AssetExecutionContext, config: FeatureDriftConfig, artifact_store: ArtifactStore,
+    customer_features: pd.DataFrame,
+) -> pd.DataFrame:
+    """Population stability index of each feature of the day's active customers against the most
+    recent training set; `drifted` marks features above the threshold (checked by `drift_below_threshold`)."""
+    event = context.instance.get_latest_materialization_event(TRAINING_SET_KEY)
+    if event is None:
+        raise dg.Failure("no training set yet to compare with: materialize ml/training_set first")
+    uri = str(event.asset_materialization.metadata["uri"].value)
+    reference = parquet_bytes_to_dataframe(artifact_store.read_uri(uri))
+    rows = []
+    for as_of_date, day in customer_features[customer_features["is_active"]].groupby("as_of_date", sort=True):
+        for feature, psi in feature_drift_table(reference, day, DRIFT_FEATURES).items():
+            rows.append({"as_of_date": as_of_date, "feature": feature, "psi": psi, "drifted": psi > config.psi_threshold})
+    drift = pd.DataFrame(rows, columns=["as_of_date", "feature", "psi", "drifted"])
+    context.add_output_metadata({"reference": dg.MetadataValue.path(uri), "psi_threshold": config.psi_threshold,
+                                 "max_psi": float(drift["psi"].max()) if len(drift) else 0.0})
+    return drift
+
+
+@dg.asset_check(asset=FEATURE_DRIFT_KEY, name="drift_below_threshold")
+def drift_below_threshold(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    """Warns when any feature of the materialized days drifted past the PSI threshold: a signal
+    to retrain (the retraining schedule can select on this check)."""
+    event = context.instance.get_latest_materialization_event(FEATURE_DRIFT_KEY)
+    meta = event.asset_materialization.metadata
+    max_psi, threshold = float(meta["max_psi"].value), float(meta["psi_threshold"].value)
+    return dg.AssetCheckResult(
+        passed=max_psi <= threshold, severity=dg.AssetCheckSeverity.WARN,
+        description=f"largest PSI {max_psi:.3f} (threshold {threshold})", metadata={"max_psi": max_psi},
+    )

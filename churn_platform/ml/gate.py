@@ -7,6 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from churn_platform.ml.scoring import predict_with
+from churn_platform.ml.training import Holdout, evaluate
+
 
 @dataclass(frozen=True)
 class GateThresholds:
@@ -51,3 +54,13 @@ def evaluate_gate(candidate: dict[str, float], health: dict[str, float], champio
                 f"({champion['roc_auc']:.3f}) on the same hold-out; allowed drop {thresholds.max_auc_drop_vs_champion}"
             )
     return not reasons, reasons
+
+
+def champion_on_holdout(tracking, holdout: Holdout) -> dict[str, Any] | None:
+    """The current champion's metrics on the candidate's hold-out (the same evaluation data), or
+    None when there is no champion yet. ``tracking`` is an MLflowTracking resource."""
+    version = tracking.champion_version()
+    if version is None:
+        return None
+    pipeline = tracking.load_version(version)
+    return {"version": version, **evaluate(holdout.labels, predict_with(pipeline, holdout.features))}

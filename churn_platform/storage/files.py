@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import re
 import tempfile
-import datetime as dt
 
 from upath import UPath
 

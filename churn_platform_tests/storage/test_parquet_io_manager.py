@@ -11,7 +11,11 @@ import pytest
 from churn_platform.jobs import partition_range_tags
 from churn_platform.storage import files
 from churn_platform.storage.files import StorageError, sha256_hex, validate_partition_key
-from churn_platform.storage.parquet_io_manager import ParquetIOManager, source_files, split_by_partition
+from churn_platform.storage.parquet_io_manager import (
+    ParquetIOManager,
+    source_files,
+    split_by_partition,
+)
 
 daily = dg.DailyPartitionsDefinition(start_date="2026-01-01")
 
