@@ -5,12 +5,14 @@ from collections.abc import Mapping
 from typing import Any, Optional
 
 import dagster as dg
+from dagster_pyspark import LazyPySparkResource
 
 from churn_platform.backups.resources import BackupStore
 from churn_platform.crm.resources import ZendeskCRMResource
 from churn_platform.logs.landing_zone import LandingZone
 from churn_platform.ml.tracking import MLflowTracking
 from churn_platform.settings import PlatformSettings
+from churn_platform.sql_engine import DuckDBEngine, FeatureEngine, SparkEngine, spark_config
 from churn_platform.storage.artifact_io_manager import ArtifactIOManager, ArtifactStore
 from churn_platform.storage.connection import ObjectStoreConnection
 from churn_platform.storage.parquet_io_manager import ParquetIOManager
@@ -36,6 +38,13 @@ def build_connection(settings: PlatformSettings, environ: Mapping[str, str] | No
     return None
 
 
+def build_feature_engine(settings: PlatformSettings) -> FeatureEngine:
+    if settings.feature_engine == "spark":
+        config = spark_config(settings.spark_master, settings.spark_shuffle_partitions, settings.spark_driver_memory)
+        return SparkEngine(pyspark=LazyPySparkResource(spark_config=config))
+    return DuckDBEngine()
+
+
 def build_resources(settings: PlatformSettings, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     environ = os.environ if environ is None else environ
     connection = build_connection(settings, environ)
@@ -51,6 +60,7 @@ def build_resources(settings: PlatformSettings, environ: Mapping[str, str] | Non
             export_path=None if settings.crm_url else settings.crm_export_path, export_connection=connection,
         ),
         "backup_store": BackupStore(base_path=settings.backup_dir, connection=connection),
+        "feature_engine": build_feature_engine(settings),
         "mlflow_tracking": MLflowTracking(
             tracking_uri=settings.mlflow_tracking_uri, artifact_location=settings.mlflow_artifact_location,
             ui_url=settings.mlflow_ui_url,

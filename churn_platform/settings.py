@@ -42,6 +42,10 @@ class PlatformSettings:
     mlflow_tracking_uri: str = ""  # sqlite:///... locally, a tracking server's URL in production
     mlflow_artifact_location: str | None = None
     mlflow_ui_url: str | None = None
+    feature_engine: str = "duckdb"  # or "spark"
+    spark_master: str = "local[*]"
+    spark_shuffle_partitions: int = 8
+    spark_driver_memory: str = "2g"
 
     @property
     def landing_dir(self) -> str:
@@ -93,7 +97,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> PlatformSettings:
         "mlflow_artifact_location": env.get("CHURN_MLFLOW_ARTIFACT_LOCATION")
         or (os.path.abspath(f"{mlflow_dir}/artifacts") if tracking_uri.startswith("sqlite:") else None),
         "mlflow_ui_url": env.get("CHURN_MLFLOW_UI_URL", "http://127.0.0.1:5000"),
+        "feature_engine": env.get("CHURN_FEATURE_ENGINE", "duckdb"),
+        "spark_master": env.get("CHURN_SPARK_MASTER", "local[*]"),
+        "spark_shuffle_partitions": int(env.get("CHURN_SPARK_SHUFFLE_PARTITIONS", "8")),
+        "spark_driver_memory": env.get("CHURN_SPARK_DRIVER_MEMORY", "2g"),
     }
+    if common["feature_engine"] not in ("duckdb", "spark"):
+        raise SettingsError(f"CHURN_FEATURE_ENGINE={common['feature_engine']!r} is not 'duckdb' or 'spark'")
 
     if name == "local":
         return PlatformSettings(data_root=data_dir, backup_root=env.get("CHURN_BACKUP_DIR", f"{data_dir}/backups"), **common)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from churn_platform.features.engine import run_sql
+from churn_platform.sql_engine import SqlRunner, run_duckdb
 
 EVENT_COUNTS = {
     "logins": "login",
@@ -63,6 +63,6 @@ ORDER BY activity_date, customer_id
 """
 
 
-def compute_daily_activity(logs: pd.DataFrame, sentiment: pd.DataFrame) -> pd.DataFrame:
+def compute_daily_activity(logs: pd.DataFrame, sentiment: pd.DataFrame, run_sql: SqlRunner = run_duckdb) -> pd.DataFrame:
     """Per customer and day: event counts by type, sessions, spend, plan, tickets, sentiment."""
     return run_sql(DAILY_ACTIVITY_SQL, {"logs": logs, "sentiment": sentiment})

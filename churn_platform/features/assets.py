@@ -7,6 +7,7 @@ from churn_platform.features.activity import compute_daily_activity
 from churn_platform.features.rolling import compute_customer_features
 from churn_platform.partitions import daily_partitions
 from churn_platform.settings import FEATURE_WINDOW_DAYS
+from churn_platform.sql_engine import FeatureEngine
 
 
 @dg.asset(
@@ -19,11 +20,13 @@ from churn_platform.settings import FEATURE_WINDOW_DAYS
         "ticket_sentiment": dg.AssetIn(key=["enriched", "ticket_sentiment"]),
     },
     metadata={"partition_column": "activity_date"},
-    kinds={"duckdb", "parquet"},
+    kinds={"sql", "parquet"},
 )
-def customer_daily_activity(interaction_logs: pd.DataFrame, ticket_sentiment: pd.DataFrame) -> pd.DataFrame:
+def customer_daily_activity(
+    feature_engine: FeatureEngine, interaction_logs: pd.DataFrame, ticket_sentiment: pd.DataFrame
+) -> pd.DataFrame:
     """Per customer and day: event counts by type, sessions, spend, ticket counts, mean sentiment."""
-    return compute_daily_activity(interaction_logs, ticket_sentiment)
+    return compute_daily_activity(interaction_logs, ticket_sentiment, feature_engine.run_sql)
 
 
 @dg.asset(
@@ -41,8 +44,10 @@ def customer_daily_activity(interaction_logs: pd.DataFrame, ticket_sentiment: pd
         )
     },
     metadata={"partition_column": "as_of_date"},
-    kinds={"duckdb", "parquet"},
+    kinds={"sql", "parquet"},
 )
-def customer_features(context: dg.AssetExecutionContext, customer_daily_activity: pd.DataFrame) -> pd.DataFrame:
+def customer_features(
+    context: dg.AssetExecutionContext, feature_engine: FeatureEngine, customer_daily_activity: pd.DataFrame
+) -> pd.DataFrame:
     """Per customer as of the partition date: rolling 7/30-day activity, tickets, recency and trend."""
-    return compute_customer_features(customer_daily_activity, context.partition_keys)
+    return compute_customer_features(customer_daily_activity, context.partition_keys, feature_engine.run_sql)

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from churn_platform.features.engine import run_sql
 from churn_platform.settings import FEATURE_WINDOW_DAYS
+from churn_platform.sql_engine import SqlRunner, run_duckdb
 
 SHORT_WINDOW_DAYS = 7
 
@@ -69,8 +69,9 @@ SELECT
     CAST(min_sentiment_30d AS DOUBLE) AS min_sentiment_30d,
     CAST(days_since_last_event AS DOUBLE) AS days_since_last_event,
     -- Daily event rate of the last week over that of the three weeks before; NULL if those were idle.
-    CAST((events_7d / {SHORT_WINDOW_DAYS}.0)
-         / NULLIF((events_30d - events_7d) / {FEATURE_WINDOW_DAYS - SHORT_WINDOW_DAYS}.0, 0) AS DOUBLE)
+    -- Explicit DOUBLEs: Spark reads `7.0` as a DECIMAL literal and would round the ratio.
+    (CAST(events_7d AS DOUBLE) / {SHORT_WINDOW_DAYS})
+        / NULLIF(CAST(events_30d - events_7d AS DOUBLE) / {FEATURE_WINDOW_DAYS - SHORT_WINDOW_DAYS}, 0)
         AS activity_trend,
     plan,
     -- Active: used the product in the window and has not cancelled (churned customers are not scored).
@@ -80,7 +81,8 @@ ORDER BY as_of_date, customer_id
 """
 
 
-def compute_customer_features(activity: pd.DataFrame, as_of_dates: Sequence[str]) -> pd.DataFrame:
+def compute_customer_features(activity: pd.DataFrame, as_of_dates: Sequence[str],
+                              run_sql: SqlRunner = run_duckdb) -> pd.DataFrame:
     """Rolling features for every customer with activity in the 30 days up to each as-of date.
 
     ``activity`` must hold the daily-activity rows of those 30-day windows.

@@ -26,6 +26,7 @@ from churn_platform.ml.training import (
 )
 from churn_platform.partitions import daily_partitions, labelled_partitions
 from churn_platform.settings import LABEL_HORIZON_DAYS, load_settings
+from churn_platform.sql_engine import FeatureEngine
 from churn_platform.storage.artifact_io_manager import ArtifactStore
 from churn_platform.storage.parquet_io_manager import (
     parquet_bytes_to_dataframe,
@@ -56,11 +57,13 @@ DRIFT_FEATURES = [
         )
     },
     metadata={"partition_column": "as_of_date"},
-    kinds={"duckdb", "parquet"},
+    kinds={"sql", "parquet"},
 )
-def churn_labels(context: dg.AssetExecutionContext, customer_daily_activity: pd.DataFrame) -> pd.DataFrame:
+def churn_labels(
+    context: dg.AssetExecutionContext, feature_engine: FeatureEngine, customer_daily_activity: pd.DataFrame
+) -> pd.DataFrame:
     """Whether each customer cancelled in the 30 days after the as-of date."""
-    labels = compute_churn_labels(customer_daily_activity, context.partition_keys)
+    labels = compute_churn_labels(customer_daily_activity, context.partition_keys, feature_engine.run_sql)
     context.add_output_metadata({"churned": int(labels["churned"].sum())})
     return labels
 
