@@ -4,13 +4,13 @@ import os
 from collections.abc import Mapping
 from typing import Any, Optional
 
-import dagster as dg
 from dagster_pyspark import LazyPySparkResource
 
 from churn_platform.backups.resources import BackupStore
 from churn_platform.crm.resources import ZendeskCRMResource
 from churn_platform.logs.landing_zone import LandingZone
 from churn_platform.ml.tracking import MLflowTracking
+from churn_platform.secrets import env_secret
 from churn_platform.settings import PlatformSettings
 from churn_platform.sql_engine import DuckDBEngine, FeatureEngine, SparkEngine, spark_config
 from churn_platform.storage.artifact_io_manager import ArtifactIOManager, ArtifactStore
@@ -18,22 +18,16 @@ from churn_platform.storage.connection import ObjectStoreConnection
 from churn_platform.storage.parquet_io_manager import ParquetIOManager
 
 
-def _secret(name: str, environ: Mapping[str, str]) -> Optional[dg.EnvVar]:
-    # Referenced by name, resolved by Dagster at run time: the value never sits in config or code.
-    # Unset: the client library's own credential chain (instance role, workload identity) applies.
-    return dg.EnvVar(name) if environ.get(name) else None
-
-
 def build_connection(settings: PlatformSettings, environ: Mapping[str, str] | None = None) -> Optional[ObjectStoreConnection]:
     environ = os.environ if environ is None else environ
     if settings.env == "s3":
         return ObjectStoreConnection(
             endpoint_url=settings.endpoint_url, region=settings.region,
-            access_key_id=_secret("AWS_ACCESS_KEY_ID", environ),
-            secret_access_key=_secret("AWS_SECRET_ACCESS_KEY", environ),
+            access_key_id=env_secret("AWS_ACCESS_KEY_ID", environ),
+            secret_access_key=env_secret("AWS_SECRET_ACCESS_KEY", environ),
         )
     if settings.env == "gcs":
-        token = settings.gcs_token or _secret("GOOGLE_APPLICATION_CREDENTIALS", environ)
+        token = settings.gcs_token or env_secret("GOOGLE_APPLICATION_CREDENTIALS", environ)
         return ObjectStoreConnection(endpoint_url=settings.endpoint_url, gcs_project=settings.gcs_project, gcs_token=token)
     return None
 
@@ -56,7 +50,7 @@ def build_resources(settings: PlatformSettings, environ: Mapping[str, str] | Non
         "landing_zone": LandingZone(base_path=settings.landing_dir, connection=connection),
         "crm": ZendeskCRMResource(
             base_url=settings.crm_url, email=settings.crm_email,
-            api_token=_secret("ZENDESK_API_TOKEN", environ), oauth_token=_secret("ZENDESK_OAUTH_TOKEN", environ),
+            api_token=env_secret("ZENDESK_API_TOKEN", environ), oauth_token=env_secret("ZENDESK_OAUTH_TOKEN", environ),
             export_path=None if settings.crm_url else settings.crm_export_path, export_connection=connection,
         ),
         "backup_store": BackupStore(base_path=settings.backup_dir, connection=connection),

@@ -18,6 +18,7 @@ from pydantic import Field
 from churn_platform.crm.export import read_export, write_export
 from churn_platform.crm.simulator import ZendeskSimulator
 from churn_platform.crm.zendesk_api import RetrySettings, ZendeskAPI, basic_auth_header
+from churn_platform.secrets import reveal
 from churn_platform.storage.connection import ObjectStoreConnection
 
 
@@ -31,10 +32,6 @@ class CRMResource(dg.ConfigurableResource):
     def create_ticket(self, subject: str, body: str, tags: Optional[list[str]] = None) -> int:
         """Open a ticket for a human; returns its id."""
         raise NotImplementedError
-
-
-def _value(secret: Optional[str]) -> Optional[str]:
-    return secret.get_value() if isinstance(secret, dg.EnvVar) else secret
 
 
 class ZendeskCRMResource(CRMResource):
@@ -58,11 +55,11 @@ class ZendeskCRMResource(CRMResource):
     @contextmanager
     def api(self) -> Iterator[ZendeskAPI]:
         if self.base_url:
-            oauth = _value(self.oauth_token)
+            oauth = reveal(self.oauth_token)
             if oauth:
                 authorization = f"Bearer {oauth}"
             elif self.email and self.api_token:
-                authorization = basic_auth_header(self.email, _value(self.api_token))
+                authorization = basic_auth_header(self.email, reveal(self.api_token))
             else:
                 raise dg.Failure("CRM credentials missing: set ZENDESK_OAUTH_TOKEN, or CHURN_CRM_EMAIL and ZENDESK_API_TOKEN")
             with ZendeskAPI(self.base_url, authorization, self.timeout_seconds, self._retry(), self.page_size) as api:

@@ -10,13 +10,10 @@ import dagster as dg
 from pydantic import Field
 from upath import UPath
 
+from churn_platform.secrets import reveal
+
 S3_PROTOCOLS = ("s3", "s3a")
 GCS_PROTOCOLS = ("gs", "gcs")
-
-
-def _resolve(value: Optional[str]) -> Optional[str]:
-    # Inside a run Dagster has already resolved EnvVars; used directly (CLI, scripts) we do it here.
-    return value.get_value() if isinstance(value, dg.EnvVar) else value
 
 
 class ObjectStoreConnection(dg.ConfigurableResource):
@@ -39,9 +36,9 @@ class ObjectStoreConnection(dg.ConfigurableResource):
         if protocol in S3_PROTOCOLS:
             options: dict[str, Any] = {"version_aware": True}
             if self.access_key_id:
-                options["key"] = _resolve(self.access_key_id)
+                options["key"] = reveal(self.access_key_id)
             if self.secret_access_key:
-                options["secret"] = _resolve(self.secret_access_key)
+                options["secret"] = reveal(self.secret_access_key)
             if self.endpoint_url:
                 options["endpoint_url"] = self.endpoint_url
             client_kwargs: dict[str, Any] = {}
@@ -53,7 +50,7 @@ class ObjectStoreConnection(dg.ConfigurableResource):
         if protocol in GCS_PROTOCOLS:
             options = {}
             if self.gcs_token:
-                options["token"] = _resolve(self.gcs_token)
+                options["token"] = reveal(self.gcs_token)
             if self.gcs_project:
                 options["project"] = self.gcs_project
             if self.endpoint_url:
