@@ -5,6 +5,7 @@ import json
 import dagster as dg
 from upath import UPath
 
+from churn_platform.jobs import partition_range_tags
 from churn_platform.storage.files import sha256_hex
 
 LOGS = dg.AssetKey(["raw", "interaction_logs"])
@@ -15,6 +16,16 @@ def run_logs(platform, day=DAY):
     return platform.defs.resolve_job_def("daily_ingestion_job").execute_in_process(
         instance=platform.instance, partition_key=day, asset_selection=[LOGS], raise_on_error=False
     )
+
+
+def ingest(platform, first: str, last: str) -> None:
+    assert platform.defs.resolve_job_def("daily_ingestion_job").execute_in_process(
+        instance=platform.instance, tags=partition_range_tags(first, last)).success
+
+
+def run_job(platform, job: str, partition: str):
+    return platform.defs.resolve_job_def(job).execute_in_process(
+        instance=platform.instance, partition_key=partition, raise_on_error=False)
 
 
 def error_of(result) -> str:
@@ -72,23 +83,15 @@ def test_an_empty_landing_day_fails_with_what_to_do(small_platform):
 
 def test_labels_refuse_to_run_before_their_30_future_days_exist(small_platform):
     # Only 40 days were generated and only ingested up to day 20: labels for day 1 need days 2..31.
-    from churn_platform.jobs import partition_range_tags
-
-    assert small_platform.defs.resolve_job_def("daily_ingestion_job").execute_in_process(
-        instance=small_platform.instance, tags=partition_range_tags("2026-01-01", "2026-01-20")).success
-    result = small_platform.defs.resolve_job_def("labels_job").execute_in_process(
-        instance=small_platform.instance, partition_key="2026-01-01", raise_on_error=False)
+    ingest(small_platform, "2026-01-01", "2026-01-20")
+    result = run_job(small_platform, "labels_job", "2026-01-01")
     assert not result.success
     assert "features/customer_daily_activity partition 2026-01-21 is not materialized" in error_of(result)
     assert not (UPath(small_platform.settings.warehouse_dir) / "ml" / "churn_labels").exists()
 
 
 def test_scoring_without_a_model_says_to_train_one(small_platform):
-    from churn_platform.jobs import partition_range_tags
-
-    assert small_platform.defs.resolve_job_def("daily_ingestion_job").execute_in_process(
-        instance=small_platform.instance, tags=partition_range_tags("2026-01-01", "2026-01-05")).success
-    result = small_platform.defs.resolve_job_def("scoring_job").execute_in_process(
-        instance=small_platform.instance, partition_key="2026-01-05", raise_on_error=False)
+    ingest(small_platform, "2026-01-01", "2026-01-05")
+    result = run_job(small_platform, "scoring_job", "2026-01-05")
     assert not result.success
     assert "has no 'champion' alias" in error_of(result) and "promotion gate" in error_of(result)
