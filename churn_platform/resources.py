@@ -6,6 +6,7 @@ from typing import Any, Optional
 
 from dagster_pyspark import LazyPySparkResource
 
+from churn_platform.alerts.resources import SlackWebhook
 from churn_platform.backups.resources import BackupStore
 from churn_platform.crm.resources import ZendeskCRMResource
 from churn_platform.logs.landing_zone import LandingZone
@@ -55,6 +56,7 @@ def build_resources(settings: PlatformSettings, environ: Mapping[str, str] | Non
         ),
         "backup_store": BackupStore(base_path=settings.backup_dir, connection=connection),
         "feature_engine": build_feature_engine(settings),
+        "slack": SlackWebhook(webhook_url=env_secret("SLACK_WEBHOOK_URL", environ)),
         "mlflow_tracking": MLflowTracking(
             tracking_uri=settings.mlflow_tracking_uri, artifact_location=settings.mlflow_artifact_location,
             ui_url=settings.mlflow_ui_url,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,16 @@ class PlatformSettings:
     spark_master: str = "local[*]"
     spark_shuffle_partitions: int = 8
     spark_driver_memory: str = "2g"
+    # Automation (sensors, schedules, alerts).
+    landing_sensor_interval_seconds: int = 30
+    landing_lookback_days: int = 7  # late files for dates this far back re-trigger their partition
+    automation_interval_seconds: int = 30
+    schedule_timezone: str = "UTC"
+    ingestion_cron: str = "0 1 * * *"  # after the UTC day has closed
+    retraining_cron: str = "0 3 * * 1"  # weekly, Monday 03:00
+    automation_running: bool = False  # sensors and schedules start RUNNING (production) or STOPPED
+    dagster_ui_url: str = "http://127.0.0.1:3000"
+    alert_crm_tickets: bool = False  # also open a CRM ticket for each failed run
 
     @property
     def landing_dir(self) -> str:
@@ -75,6 +86,48 @@ def _required(env: Mapping[str, str], name: str, why: str) -> str:
     return value
 
 
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw not in ("", "0", "1", "true", "false", "yes", "no"):
+        raise SettingsError(f"{name}={raw!r} is not a boolean (1/0, true/false)")
+    return raw in ("1", "true", "yes")
+
+
+def _automation(env: Mapping[str, str]) -> dict:
+    timezone = env.get("CHURN_SCHEDULE_TIMEZONE", "UTC")
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(f"CHURN_SCHEDULE_TIMEZONE={timezone!r} is not an IANA time zone") from None
+    crons = {}
+    for name, default in (("CHURN_INGESTION_CRON", "0 1 * * *"), ("CHURN_RETRAINING_CRON", "0 3 * * 1")):
+        crons[name] = env.get(name, default)
+        if len(crons[name].split()) != 5:
+            raise SettingsError(f"{name}={crons[name]!r} is not a five-field cron expression")
+    return {
+        "landing_sensor_interval_seconds": _int(env, "CHURN_LANDING_SENSOR_INTERVAL", 30, minimum=1),
+        "landing_lookback_days": _int(env, "CHURN_LANDING_LOOKBACK_DAYS", 7),
+        "automation_interval_seconds": _int(env, "CHURN_AUTOMATION_INTERVAL", 30, minimum=1),
+        "schedule_timezone": timezone,
+        "ingestion_cron": crons["CHURN_INGESTION_CRON"],
+        "retraining_cron": crons["CHURN_RETRAINING_CRON"],
+        "automation_running": _flag(env, "CHURN_AUTOMATION_RUNNING"),
+        "dagster_ui_url": env.get("CHURN_DAGSTER_UI_URL", "http://127.0.0.1:3000").rstrip("/"),
+        "alert_crm_tickets": _flag(env, "CHURN_ALERT_CRM_TICKETS"),
+    }
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> PlatformSettings:
     env = os.environ if environ is None else environ
     start_date = env.get("CHURN_START_DATE", "2026-01-01")
@@ -101,6 +154,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> PlatformSettings:
         "spark_master": env.get("CHURN_SPARK_MASTER", "local[*]"),
         "spark_shuffle_partitions": int(env.get("CHURN_SPARK_SHUFFLE_PARTITIONS", "8")),
         "spark_driver_memory": env.get("CHURN_SPARK_DRIVER_MEMORY", "2g"),
+        **_automation(env),
     }
     if common["feature_engine"] not in ("duckdb", "spark"):
         raise SettingsError(f"CHURN_FEATURE_ENGINE={common['feature_engine']!r} is not 'duckdb' or 'spark'")

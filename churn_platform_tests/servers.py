@@ -92,3 +92,36 @@ def start_gcs() -> GCSServer:
     server.start()
     wait_for_port(port)
     return GCSServer(f"http://127.0.0.1:{port}", server)
+
+
+class WebhookReceiver:
+    """A real HTTP server on loopback that records the JSON bodies POSTed to it (a Slack stand-in)."""
+
+    def __init__(self, status: int = 200) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.bodies: list[dict] = []
+        self.status = status
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("Content-Length", 0))
+                receiver.bodies.append(json.loads(self.rfile.read(length) or b"{}"))
+                self.send_response(receiver.status)
+                self.end_headers()
+                self.wfile.write(b"ok" if receiver.status == 200 else b"invalid_token")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/services/T000/B000/XXXX"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

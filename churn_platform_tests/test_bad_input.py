@@ -29,7 +29,7 @@ def run_job(platform, job: str, partition: str):
 
 
 def error_of(result) -> str:
-    return result.get_step_failure_events()[0].event_specific_data.error.to_string()
+    return "\n".join(e.event_specific_data.error.to_string() for e in result.get_step_failure_events())
 
 
 def landing_file(platform, day=DAY):

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from churn_platform.automation import EXTERNAL_CALL_RETRY
 from churn_platform.backups.manifest import (
     build_model_manifest,
     manifest_bytes,
@@ -32,6 +33,7 @@ def _latest_event(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str
     partitions_def=labelled_partitions,
     deps=[CHURN_MODEL_KEY],
     kinds={"json"},
+    retry_policy=EXTERNAL_CALL_RETRY,
 )
 def model_snapshot(
     context: dg.AssetExecutionContext, artifact_store: ArtifactStore, backup_store: BackupStore

@@ -3,6 +3,7 @@
 import dagster as dg
 import pandas as pd
 
+from churn_platform.automation import EXTERNAL_CALL_RETRY, on_upstream_change
 from churn_platform.crm.resources import CRMResource
 from churn_platform.crm.sentiment import score_ticket_sentiment
 from churn_platform.crm.tickets import normalize_tickets
@@ -16,6 +17,7 @@ from churn_platform.partitions import daily_partitions
     backfill_policy=dg.BackfillPolicy.single_run(),
     metadata={"partition_column": "updated_date"},
     kinds={"pandas", "parquet"},
+    retry_policy=EXTERNAL_CALL_RETRY,
 )
 def crm_tickets(context: dg.AssetExecutionContext, crm: CRMResource) -> pd.DataFrame:
     """Support tickets created or updated on the day, in their latest state, one row per ticket.
@@ -34,6 +36,7 @@ def crm_tickets(context: dg.AssetExecutionContext, crm: CRMResource) -> pd.DataF
     backfill_policy=dg.BackfillPolicy.single_run(),
     ins={"crm_tickets": dg.AssetIn(key=["raw", "crm_tickets"])},
     metadata={"partition_column": "updated_date"},
+    automation_condition=on_upstream_change(),
     kinds={"pandas", "parquet"},
 )
 def ticket_sentiment(crm_tickets: pd.DataFrame) -> pd.DataFrame:

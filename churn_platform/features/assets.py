@@ -3,6 +3,7 @@
 import dagster as dg
 import pandas as pd
 
+from churn_platform.automation import on_upstream_change
 from churn_platform.features.activity import compute_daily_activity
 from churn_platform.features.rolling import compute_customer_features
 from churn_platform.partitions import daily_partitions
@@ -20,6 +21,7 @@ from churn_platform.sql_engine import FeatureEngine
         "ticket_sentiment": dg.AssetIn(key=["enriched", "ticket_sentiment"]),
     },
     metadata={"partition_column": "activity_date"},
+    automation_condition=on_upstream_change(),
     kinds={"sql", "parquet"},
 )
 def customer_daily_activity(
@@ -44,6 +46,7 @@ def customer_daily_activity(
         )
     },
     metadata={"partition_column": "as_of_date"},
+    automation_condition=on_upstream_change(),
     kinds={"sql", "parquet"},
 )
 def customer_features(

@@ -4,16 +4,46 @@ Layout: ``<base_path>/interaction_logs/date=YYYY-MM-DD/<any name>.jsonl``. One f
 any number of files per day.
 """
 
-from typing import Optional
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import dagster as dg
+from dagster_aws.s3.sensor import get_objects
 from pydantic import Field
 from upath import UPath
 
-from churn_platform.storage.connection import ObjectStoreConnection, open_path
+from churn_platform.storage.connection import S3_PROTOCOLS, ObjectStoreConnection, open_path
 from churn_platform.storage.files import uri_of, validate_partition_key, write_bytes_atomic
 
 LOGS_PREFIX = "interaction_logs"
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    """A file in a day's folder and its version: the S3 ETag, GCS generation or local mtime/size/inode,
+    which changes whenever the file is written again under the same name."""
+
+    name: str
+    version: str
+
+
+def is_log_file(name: str) -> bool:
+    return name.endswith(".jsonl") and not name.startswith(".")
+
+
+def fingerprint(files: list[LandedFile]) -> str:
+    """One hash of a day's files and their versions: it changes when a file is added, re-written or removed."""
+    lines = sorted(f"{f.name}\t{f.version}" for f in files)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def _version(entry: dict[str, Any]) -> str:
+    for field in ("ETag", "etag", "generation", "md5Hash"):
+        if entry.get(field):
+            return str(entry[field]).strip('"')
+    # Local files: an atomic write (write + rename) always brings a new inode and mtime.
+    return f"{entry.get('mtime')}:{entry.get('size')}:{entry.get('ino')}"
 
 
 def day_folder(base_path: str, date: str, connection: Optional[ObjectStoreConnection] = None) -> UPath:
@@ -32,7 +62,25 @@ class LandingZone(dg.ConfigurableResource):
         folder = day_folder(self.base_path, date, self.connection)
         if not folder.exists():
             return []
-        return sorted(p for p in folder.iterdir() if p.name.endswith(".jsonl") and not p.name.startswith("."))
+        return sorted(p for p in folder.iterdir() if is_log_file(p.name))
+
+    def list_day(self, date: str) -> list[LandedFile]:
+        """The day's log files with their versions, listed afresh (no client-side listing cache)."""
+        folder = day_folder(self.base_path, date, self.connection)
+        if folder.protocol in S3_PROTOCOLS:
+            # dagster-aws's paginated listing (1,000 keys a page) of just this day's prefix.
+            bucket, _, key_prefix = folder.path.partition("/")
+            client = (self.connection or ObjectStoreConnection()).s3_client()
+            entries = [{"name": obj["Key"], "ETag": obj["ETag"]} for obj in get_objects(bucket, key_prefix + "/", client=client)]
+        else:
+            fs = folder.fs
+            fs.invalidate_cache(folder.path)
+            try:
+                entries = fs.ls(folder.path, detail=True)
+            except FileNotFoundError:
+                entries = []
+        files = [LandedFile(str(e["name"]).rstrip("/").rsplit("/", 1)[-1], _version(e)) for e in entries]
+        return sorted((f for f in files if is_log_file(f.name)), key=lambda f: f.name)
 
     def folder_uri(self, date: str) -> str:
         return uri_of(day_folder(self.base_path, date, self.connection))

@@ -4,6 +4,7 @@ ml/feature_drift (+ drift_below_threshold check)."""
 import dagster as dg
 import pandas as pd
 
+from churn_platform.automation import EXTERNAL_CALL_RETRY, on_upstream_change
 from churn_platform.ml.drift import DEFAULT_PSI_THRESHOLD
 from churn_platform.ml.drift import feature_drift as feature_drift_table
 from churn_platform.ml.gate import (
@@ -58,6 +59,7 @@ DRIFT_FEATURES = [
     },
     metadata={"partition_column": "as_of_date"},
     kinds={"sql", "parquet"},
+    automation_condition=on_upstream_change(),
 )
 def churn_labels(
     context: dg.AssetExecutionContext, feature_engine: FeatureEngine, customer_daily_activity: pd.DataFrame
@@ -123,6 +125,7 @@ class ChurnModelConfig(dg.Config):
     partitions_def=labelled_partitions,
     ins={"training_set": dg.AssetIn(key=["ml", "training_set"])},
     io_manager_key="model_io_manager",
+    retry_policy=EXTERNAL_CALL_RETRY,
     kinds={"scikitlearn", "mlflow"},
 )
 def churn_model(
@@ -209,6 +212,8 @@ def churn_model_promotion_gate(
     ins={"customer_features": dg.AssetIn(key=["features", "customer_features"])},
     deps=[dg.AssetDep(CHURN_MODEL_KEY, partition_mapping=dg.LastPartitionMapping())],
     metadata={"partition_column": "as_of_date"},
+    automation_condition=on_upstream_change(ignore=[CHURN_MODEL_KEY]),
+    retry_policy=EXTERNAL_CALL_RETRY,
     kinds={"scikitlearn", "parquet"},
 )
 def churn_scores(
@@ -218,7 +223,7 @@ def churn_scores(
     try:
         pipeline, version = mlflow_tracking.load_champion()
     except NoChampionError as exc:
-        raise dg.Failure(str(exc)) from None
+        raise dg.Failure(str(exc), allow_retries=False) from None
     scores = score_customers(lambda frame: predict_with(pipeline, frame), customer_features, model_version=version)
     context.add_output_metadata({"model_version": version, "model_uri": f"models:/{mlflow_tracking.model_name}/{version}"})
     return scores
@@ -237,6 +242,7 @@ class FeatureDriftConfig(dg.Config):
     ins={"customer_features": dg.AssetIn(key=["features", "customer_features"])},
     deps=[dg.AssetDep(TRAINING_SET_KEY, partition_mapping=dg.LastPartitionMapping())],
     metadata={"partition_column": "as_of_date"},
+    automation_condition=on_upstream_change(ignore=[TRAINING_SET_KEY]),
     kinds={"pandas", "parquet"},
 )
 def feature_drift(
@@ -247,7 +253,7 @@ def feature_drift(
     recent training set; `drifted` marks features above the threshold (checked by `drift_below_threshold`)."""
     event = context.instance.get_latest_materialization_event(TRAINING_SET_KEY)
     if event is None:
-        raise dg.Failure("no training set yet to compare with: materialize ml/training_set first")
+        raise dg.Failure("no training set yet to compare with: materialize ml/training_set first", allow_retries=False)
     uri = str(event.asset_materialization.metadata["uri"].value)
     reference = parquet_bytes_to_dataframe(artifact_store.read_uri(uri))
     rows = []

@@ -58,6 +58,17 @@ class ObjectStoreConnection(dg.ConfigurableResource):
             return options
         return {}
 
+    def s3_client(self) -> Any:
+        """A boto3 S3 client with this connection's endpoint, credentials and retries."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint_url, region_name=self.region,
+            aws_access_key_id=reveal(self.access_key_id), aws_secret_access_key=reveal(self.secret_access_key),
+            config=Config(retries={"max_attempts": self.retries, "mode": "standard"}),
+        )
+
 
 def open_path(uri: str, connection: Optional[ObjectStoreConnection] = None) -> UPath:
     """A UPath for a local path, s3:// or gs:// URI, configured with the connection's options."""

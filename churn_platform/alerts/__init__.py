@@ -1,0 +1,1 @@
+"""Failure alerts: a run-failure sensor that posts to Slack and opens a CRM ticket."""

@@ -1,0 +1,38 @@
+"""run_failure_alert: every failed run of the code location reaches Slack, the CRM, or the log."""
+
+import dagster as dg
+
+from churn_platform.alerts.messages import crm_ticket, describe_failure, slack_message
+from churn_platform.alerts.resources import SlackWebhook
+from churn_platform.crm.resources import CRMResource
+
+
+def build_failure_alert_sensor(ui_url: str, open_crm_tickets: bool, running: bool) -> dg.SensorDefinition:
+    @dg.run_failure_sensor(
+        name="run_failure_alert",
+        default_status=dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
+        description="Posts each failed run (id, assets, partition, error, UI link) to Slack and opens a CRM ticket.",
+    )
+    def run_failure_alert(context: dg.RunFailureSensorContext, slack: SlackWebhook, crm: CRMResource) -> None:
+        alert = describe_failure(
+            context.dagster_run, context.get_step_failure_events(), context.failure_event.message or "", ui_url
+        )
+        context.log.error(f"{alert.title}\n{alert.error}\n{alert.run_url}")
+        problems = []
+        if slack.enabled:
+            try:
+                slack.post(*slack_message(alert))
+            except Exception as exc:  # noqa: BLE001 - still try the CRM; report both below
+                problems.append(f"Slack: {exc}")
+        if open_crm_tickets:
+            try:
+                subject, body, tags = crm_ticket(alert)
+                ticket_id = crm.create_ticket(subject, body, tags=tags)
+                context.log.info(f"opened CRM ticket {ticket_id} for run {alert.run_id}")
+            except Exception as exc:  # noqa: BLE001
+                problems.append(f"CRM: {exc}")
+        if problems:
+            # A failed tick is visible in the UI and the daemon retries it on the next tick.
+            raise RuntimeError(f"alert for run {alert.run_id} not delivered: " + "; ".join(problems))
+
+    return run_failure_alert

@@ -1,0 +1,54 @@
+"""Shared automation policies: when derived partitions refresh, and how calls to external systems retry.
+
+Stages attach these to their assets; the sensors and schedules that start runs live in
+``churn_platform/sensors.py`` and ``churn_platform/schedules.py`` (and the landing sensor with the
+logs stage).
+"""
+
+import datetime as dt
+from collections.abc import Sequence
+
+import dagster as dg
+
+from churn_platform.settings import load_settings
+
+_settings = load_settings()
+
+# Steps that call the CRM, the object stores or MLflow: transient faults (throttling, a node
+# restarting) usually pass within seconds. Jitter keeps parallel retries from arriving together.
+EXTERNAL_CALL_RETRY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+
+
+def on_upstream_change(ignore: Sequence[dg.AssetKey] = ()) -> dg.AutomationCondition:
+    """Materialize a partition when a partition it reads was updated (or it newly became missing
+    with everything it reads present), not while its inputs are still being written.
+
+    Like ``AutomationCondition.eager()``, but looking back ``CHURN_LANDING_LOOKBACK_DAYS`` (+1) days
+    instead of only the latest partition, so that late files for recent days flow downstream too.
+    ``ignore``: dependencies that only point at "the latest" of something (the champion model, the
+    newest training set); a new model does not re-score history.
+    """
+    deps_updated = dg.AutomationCondition.any_deps_updated()
+    deps_missing = dg.AutomationCondition.any_deps_missing()
+    deps_in_progress = dg.AutomationCondition.any_deps_in_progress()
+    if ignore:
+        ignored = dg.AssetSelection.assets(*ignore)
+        deps_updated, deps_missing, deps_in_progress = (c.ignore(ignored) for c in (deps_updated, deps_missing, deps_in_progress))
+    window = dt.timedelta(days=_settings.landing_lookback_days + 1)
+    return (
+        dg.AutomationCondition.in_latest_time_window(lookback_delta=window)
+        & (dg.AutomationCondition.newly_missing() | deps_updated).since_last_handled()
+        & ~deps_missing
+        & ~deps_in_progress
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label("on upstream change")
+
+
+def build_automation_sensor(minimum_interval_seconds: int, running: bool) -> dg.AutomationConditionSensorDefinition:
+    """Evaluates every asset's automation condition; replaces Dagster's default sensor so that the
+    interval and the default status come from configuration."""
+    return dg.AutomationConditionSensorDefinition(
+        "churn_automation", target=dg.AssetSelection.all(), minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
+        description="Brings derived partitions up to date when the partitions they read change.",
+    )

@@ -1,0 +1,89 @@
+"""interaction_logs_landing_sensor: one run of raw/interaction_logs per day whose files changed.
+
+Each tick lists only the day folders of the last ``lookback_days`` closed days (paginated, one
+prefix per day), so a tick costs the same in a bucket of ten files or ten million. The cursor keeps
+one fingerprint per day (file names and versions): a new file, a late file for a recent day, or a
+file re-written under the same name (ETag/generation changes; dagster issue #22892 is exactly
+this case for a since-key cursor) changes the fingerprint, and the run key
+``<date>:<fingerprint>`` makes Dagster start one run per distinct state, however many files
+arrived for the day and however many ticks saw them. Nothing compares timestamps, so files
+written in the same second as the last tick are not lost (``get_objects``'s strict ``>`` on
+one-second LastModified values would lose them).
+"""
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import dagster as dg
+
+from churn_platform.logs.assets import FINGERPRINTS_METADATA, INTERACTION_LOGS_KEY
+from churn_platform.logs.landing_zone import LandingZone, fingerprint
+from churn_platform.partitions import daily_partitions
+
+LANDING_DATE_TAG = "churn/landing_date"
+
+
+@dataclass(frozen=True)
+class LandingChanges:
+    changed: dict[str, str]  # date -> new fingerprint, for days whose files changed
+    cursor: dict[str, str]  # date -> fingerprint, for every day in the window that has files
+
+
+def days_to_watch(now: dt.datetime, lookback_days: int) -> list[str]:
+    """The closed daily partitions of the last ``lookback_days`` days (a day's partition exists once it ends)."""
+    keys = daily_partitions.get_partition_keys(current_time=now)
+    return keys[-lookback_days:] if lookback_days else keys[-1:]
+
+
+def detect_changes(landing_zone: LandingZone, days: Sequence[str], cursor: dict[str, str]) -> LandingChanges:
+    """Compare each day's fingerprint with the cursor's. Days without files are left out."""
+    current = {}
+    for day in days:
+        files = landing_zone.list_day(day)
+        if files:
+            current[day] = fingerprint(files)
+    return LandingChanges({d: f for d, f in current.items() if cursor.get(d) != f}, current)
+
+
+def already_materialized(instance: dg.DagsterInstance, day: str, day_fingerprint: str) -> bool:
+    """Whether the latest materialization of the day read exactly these files (a lost or reset
+    cursor then does not re-run every recent day)."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=INTERACTION_LOGS_KEY, asset_partitions=[day]), limit=1
+    ).records
+    if not records:
+        return False
+    metadata = records[0].event_log_entry.asset_materialization.metadata
+    entry = metadata.get(FINGERPRINTS_METADATA)
+    return entry is not None and entry.value.get(day) == day_fingerprint
+
+
+def build_landing_sensor(minimum_interval_seconds: int, lookback_days: int, running: bool) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="interaction_logs_landing_sensor",
+        target=[INTERACTION_LOGS_KEY],
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
+        description=(
+            f"Requests raw/interaction_logs for each of the last {lookback_days} days whose landing "
+            "files were added, re-written or removed; one run per day and state of its files."
+        ),
+    )
+    def interaction_logs_landing_sensor(context: dg.SensorEvaluationContext, landing_zone: LandingZone) -> dg.SensorResult:
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        days = days_to_watch(dt.datetime.now(dt.timezone.utc), lookback_days)
+        changes = detect_changes(landing_zone, days, cursor)
+        requests = [
+            dg.RunRequest(
+                run_key=f"{day}:{day_fingerprint[:16]}", partition_key=day, asset_selection=[INTERACTION_LOGS_KEY],
+                tags={LANDING_DATE_TAG: day},
+            )
+            for day, day_fingerprint in sorted(changes.changed.items())
+            if not already_materialized(context.instance, day, day_fingerprint)
+        ]
+        skip = None if requests else dg.SkipReason(f"no new or changed files for {days[0]}..{days[-1]}")
+        return dg.SensorResult(run_requests=requests, cursor=json.dumps(changes.cursor, sort_keys=True), skip_reason=skip)
+
+    return interaction_logs_landing_sensor

@@ -1,0 +1,47 @@
+"""Partitioned schedules: yesterday's ingestion every day, retraining every week.
+
+Partitions are UTC days; the schedules' cron and time zone are configuration (CHURN_INGESTION_CRON,
+CHURN_RETRAINING_CRON, CHURN_SCHEDULE_TIMEZONE). Each tick requests the newest partition that
+has closed at the tick's scheduled time, so a late or replayed tick still picks the right day.
+"""
+
+from typing import Any
+
+import dagster as dg
+
+from churn_platform.jobs import daily_ingestion_job, training_job
+from churn_platform.partitions import daily_partitions, labelled_partitions
+from churn_platform.settings import PlatformSettings
+
+
+def newest_closed_partition(partitions: dg.TimeWindowPartitionsDefinition, context: dg.ScheduleEvaluationContext) -> str | None:
+    return partitions.get_last_partition_key(current_time=context.scheduled_execution_time)
+
+
+def _partitioned_schedule(name: str, job: Any, partitions: dg.TimeWindowPartitionsDefinition,
+                          cron: str, settings: PlatformSettings, description: str) -> dg.ScheduleDefinition:
+    @dg.schedule(
+        name=name, job=job, cron_schedule=cron, execution_timezone=settings.schedule_timezone, description=description,
+        default_status=dg.DefaultScheduleStatus.RUNNING if settings.automation_running else dg.DefaultScheduleStatus.STOPPED,
+    )
+    def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        partition = newest_closed_partition(partitions, context)
+        if partition is None:
+            return dg.SkipReason(f"no {job.name} partition has closed yet at {context.scheduled_execution_time}")
+        return dg.RunRequest(run_key=partition, partition_key=partition)
+
+    return _schedule
+
+
+def build_schedules(settings: PlatformSettings) -> list[dg.ScheduleDefinition]:
+    return [
+        _partitioned_schedule(
+            "daily_ingestion_schedule", daily_ingestion_job, daily_partitions, settings.ingestion_cron, settings,
+            "Yesterday's raw tickets and logs, sentiment, daily activity and customer features.",
+        ),
+        _partitioned_schedule(
+            "weekly_retraining_schedule", training_job, labelled_partitions, settings.retraining_cron, settings,
+            "Retrain on the newest labelled date (its 30-day outcome window has just closed); the "
+            "promotion gate decides whether the new model serves.",
+        ),
+    ]
