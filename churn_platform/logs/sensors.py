@@ -22,9 +22,6 @@ from churn_platform.logs.assets import FINGERPRINTS_METADATA, INTERACTION_LOGS_K
 from churn_platform.logs.landing_zone import LandingZone, fingerprint
 from churn_platform.partitions import daily_partitions
 
-LANDING_DATE_TAG = "churn/landing_date"
-
-
 @dataclass(frozen=True)
 class LandingChanges:
     changed: dict[str, str]  # date -> new fingerprint, for days whose files changed
@@ -78,7 +75,6 @@ def build_landing_sensor(minimum_interval_seconds: int, lookback_days: int, runn
         requests = [
             dg.RunRequest(
                 run_key=f"{day}:{day_fingerprint[:16]}", partition_key=day, asset_selection=[INTERACTION_LOGS_KEY],
-                tags={LANDING_DATE_TAG: day},
             )
             for day, day_fingerprint in sorted(changes.changed.items())
             if not already_materialized(context.instance, day, day_fingerprint)

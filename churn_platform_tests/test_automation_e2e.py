@@ -1,0 +1,194 @@
+"""Automation end to end with real processes: `dagster dev` (webserver + daemon) on moto's S3
+server, the Zendesk simulator and a Slack-style webhook receiver over HTTP.
+
+1. log files landing for a day start a landing-sensor run, and the automation brings the day's
+   activity, features and scores (and the label that became computable) up to date;
+2. a backfill launched through GraphQL (what the UI's "Materialize" dialog sends) materializes
+   every partition of the range, in one run (single-run backfill policy);
+3. a malformed file makes a run fail; the alert reaches the webhook and opens a CRM ticket.
+"""
+
+import datetime as dt
+import time
+
+import dagster as dg
+import pytest
+from dagster._core.instance.ref import InstanceRef
+
+from churn_platform.crm.export import read_export
+from churn_platform.crm.simulator import ZendeskSimulator
+from churn_platform.resources import build_resources
+from churn_platform.settings import LABEL_HORIZON_DAYS, load_settings
+from churn_platform.synthetic.generator import generate
+from churn_platform.synthetic.writer import write_generated
+from churn_platform_tests.conftest import S3_TEST_ENV
+from churn_platform_tests.servers import WebhookReceiver
+from churn_platform_tests.stack import DagsterDev, run_seed, wait_until
+
+pytestmark = pytest.mark.slow
+
+DAYS, CUSTOMERS = 45, 200
+TODAY = dt.datetime.now(dt.timezone.utc).date()
+LAST = TODAY - dt.timedelta(days=1)  # the newest closed daily partition
+FIRST = LAST - dt.timedelta(days=DAYS - 1)
+EMAIL, TOKEN = "ops@example.com", "e2e-token"
+LANDING_SENSOR = "interaction_logs_landing_sensor"
+
+
+def key(path: str) -> dg.AssetKey:
+    return dg.AssetKey(path.split("/"))
+
+
+def day(offset: int) -> str:
+    return (LAST + dt.timedelta(days=offset)).isoformat()
+
+
+class Deployment:
+    def __init__(self, dev: DagsterDev, settings, webhook: WebhookReceiver, simulator: ZendeskSimulator, held: dict):
+        self.dev, self.settings, self.webhook, self.simulator, self.held = dev, settings, webhook, simulator, held
+        self.instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(dev.home)))
+        self.zone = build_resources(settings)["landing_zone"]
+
+    def materializations(self, asset: str, partition: str) -> list[dg.EventLogRecord]:
+        return list(self.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key(asset), asset_partitions=[partition]), limit=100
+        ).records)
+
+    def runs(self, **tags: str) -> list[dg.DagsterRun]:
+        return list(self.instance.get_runs(filters=dg.RunsFilter(tags=tags)))
+
+    def wait_materialized_after(self, asset: str, partition: str, since: float, timeout: float = 180) -> None:
+        wait_until(lambda: any(r.timestamp > since for r in self.materializations(asset, partition)),
+                   timeout, f"{asset} partition {partition} to be materialized")
+
+
+@pytest.fixture(scope="module")
+def deployment(s3_server, tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in S3_TEST_ENV.items():  # the test process reads and writes the bucket too
+            patch.setenv(name, value)
+        yield from _deployment(s3_server, tmp_path_factory)
+
+
+def _deployment(s3_server, tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    env = {
+        **S3_TEST_ENV,
+        "CHURN_ENV": "s3", "CHURN_S3_BUCKET": s3_server.new_bucket(), "CHURN_S3_BACKUP_BUCKET": s3_server.new_bucket(versioned=True),
+        "CHURN_S3_ENDPOINT_URL": s3_server.endpoint, "CHURN_START_DATE": FIRST.isoformat(),
+        "CHURN_MLFLOW_DIR": str(root / "mlflow"), "CHURN_TRAINING_WINDOW_DAYS": "14",
+        "CHURN_AUTOMATION_RUNNING": "1", "CHURN_ALERT_CRM_TICKETS": "1",
+        "CHURN_LANDING_SENSOR_INTERVAL": "1", "CHURN_AUTOMATION_INTERVAL": "5",
+        "CHURN_CRM_EMAIL": EMAIL, "ZENDESK_API_TOKEN": TOKEN,
+    }
+    settings = load_settings(env)
+    data = generate(FIRST, days=DAYS, customers=CUSTOMERS, seed=11)
+    zone = build_resources(settings, env)["landing_zone"]
+    write_generated(data, zone, settings.crm_export_path, zone.connection)
+    # Hold back the newest day's log files: the test lands them itself.
+    held = {}
+    for path in zone.files_for(LAST.isoformat()):
+        held[path.name] = path.read_text()
+        path.unlink()
+
+    simulator = ZendeskSimulator(read_export(settings.crm_export_path, zone.connection), email=EMAIL, api_token=TOKEN).start()
+    webhook = WebhookReceiver()
+    env.update({"CHURN_CRM_URL": simulator.url, "SLACK_WEBHOOK_URL": webhook.url})
+    dev = DagsterDev(root / "dagster_home", env)
+    try:
+        run_seed(dev.env, FIRST.isoformat(), LAST.isoformat(), dev.home)
+        env["CHURN_DAGSTER_UI_URL"] = dev.url
+        dev.env["CHURN_DAGSTER_UI_URL"] = dev.url
+        dev.start()
+        yield Deployment(dev, settings, webhook, simulator, held)
+    except BaseException:
+        print(dev.log_tail() if dev.log_path.exists() else "dagster dev did not start")
+        raise
+    finally:
+        dev.stop()
+        webhook.stop()
+        simulator.stop()
+
+
+def test_landed_files_start_a_sensor_run_and_automation_updates_downstream(deployment):
+    d, last = deployment, LAST.isoformat()
+    unchanged_before = len(d.materializations("features/customer_daily_activity", day(-5)))
+    started = time.time()
+    for name, content in d.held.items():  # several files for one day
+        d.zone.write_file(last, name, content)
+
+    run = wait_until(lambda: d.runs(**{"dagster/sensor_name": LANDING_SENSOR, "dagster/partition": last}), 120,
+                     f"a landing-sensor run for {last}")[0]
+    d.wait_materialized_after("raw/interaction_logs", last, started)
+    for asset in ("features/customer_daily_activity", "features/customer_features", "ml/churn_scores", "ml/feature_drift"):
+        d.wait_materialized_after(asset, last, started)
+    # The label whose 30-day outcome window the new day completed.
+    d.wait_materialized_after("ml/churn_labels", (LAST - dt.timedelta(days=LABEL_HORIZON_DAYS)).isoformat(), started)
+
+    assert d.instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.SUCCESS
+    # One run for the day however many files, and the partitions that did not change were not re-run.
+    time.sleep(3)
+    assert len(d.runs(**{"dagster/sensor_name": LANDING_SENSOR, "dagster/partition": last})) == 1
+    assert len(d.materializations("features/customer_daily_activity", day(-5))) == unchanged_before
+    scores = d.materializations("ml/churn_scores", last)[0].asset_materialization.metadata
+    assert str(scores["model_version"].value) == "1"  # the champion seeded before the day landed
+
+
+LAUNCH_BACKFILL = """
+mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on InvalidSubsetError { message }
+  }
+}"""
+BACKFILL_STATUS = """
+query($id: String!) {
+  partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } ... on PythonError { message } }
+}"""
+
+
+def test_backfill_of_a_date_range_through_graphql(deployment):
+    d = deployment
+    partitions = [day(-20 + n) for n in range(5)]
+    started = time.time()
+    data = d.dev.graphql(LAUNCH_BACKFILL, {"params": {
+        "partitionNames": partitions,
+        "assetSelection": [{"path": ["raw", "interaction_logs"]}, {"path": ["features", "customer_daily_activity"]}],
+        "fromFailure": False,
+    }})["launchPartitionBackfill"]
+    assert data["__typename"] == "LaunchBackfillSuccess", data
+    backfill_id = data["backfillId"]
+    status = wait_until(
+        lambda: (s := d.dev.graphql(BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]["status"])
+        in ("COMPLETED", "COMPLETED_SUCCESS", "FAILED", "COMPLETED_FAILED", "CANCELED") and s,
+        240, f"backfill {backfill_id} to finish", interval=2,
+    )
+    assert status in ("COMPLETED", "COMPLETED_SUCCESS"), status
+    for asset in ("raw/interaction_logs", "features/customer_daily_activity"):
+        for partition in partitions:
+            assert any(r.timestamp > started for r in d.materializations(asset, partition)), (asset, partition)
+    # Single-run backfill policy: the whole range in one run.
+    assert len(d.runs(**{"dagster/backfill": backfill_id})) == 1
+
+
+def test_a_failed_run_alerts_slack_and_opens_a_crm_ticket(deployment):
+    d = deployment
+    broken_day = day(-2)
+    d.zone.write_file(broken_day, "zz-broken.jsonl", "this is not JSON\n")
+    run = wait_until(
+        lambda: [r for r in d.runs(**{"dagster/sensor_name": LANDING_SENSOR, "dagster/partition": broken_day})
+                 if r.status == dg.DagsterRunStatus.FAILURE],
+        120, f"the landing-sensor run for {broken_day} to fail",
+    )[0]
+    posted = wait_until(lambda: [b for b in d.webhook.bodies if run.run_id in b.get("text", "")], 90,
+                        "the failure alert at the webhook")
+    assert "raw/interaction_logs" in posted[0]["text"] and broken_day in posted[0]["text"]
+    assert f"{d.dev.url}/runs/{run.run_id}" in str(posted[0]["blocks"])
+    ticket = wait_until(lambda: [t for t in d.simulator.created if run.run_id in t["description"]], 90,
+                        "a CRM ticket for the failed run")[0]
+    assert broken_day in ticket["subject"] and "zz-broken.jsonl" in ticket["description"]
+    # The bad file did not overwrite the day's good data.
+    good = d.materializations("raw/interaction_logs", broken_day)
+    assert good and all(r.run_id != run.run_id for r in good)
