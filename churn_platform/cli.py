@@ -107,3 +107,43 @@ def crm_simulator(host: str, port: int, export_path: str | None, oauth_token_env
             time.sleep(3600)
     except KeyboardInterrupt:
         simulator.stop()
+
+
+@main.command()
+@click.option("--from", "first", required=True, help="First partition (YYYY-MM-DD).")
+@click.option("--to", "last", required=True, help="Last partition (YYYY-MM-DD), inclusive.")
+@click.option("--group", "groups", multiple=True, default=("raw", "enriched", "features"), show_default=True,
+              help="Asset groups to backfill (daily-partitioned assets only); repeat for several.")
+@click.option("--url", default=None, help="Dagster webserver (default: CHURN_DAGSTER_UI_URL, http://127.0.0.1:3000).")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the backfill has finished.")
+@click.option("--timeout", default=3600, show_default=True, help="Seconds to wait.")
+def backfill(first: str, last: str, groups: tuple[str, ...], url: str | None, wait: bool, timeout: int) -> None:
+    """Backfill a date range through the running Dagster deployment (as the UI does), honouring the
+    assets' backfill policies: a year of single-run assets is one run, not 365."""
+    from churn_platform.backfills import BackfillError, launch_backfill, wait_for_backfill
+    from churn_platform.definitions import ALL_ASSETS
+    from churn_platform.partitions import daily_partitions
+
+    url = url or load_settings().dagster_ui_url
+    existing = daily_partitions.get_partition_keys()
+    if first not in existing or last not in existing or first > last:
+        raise click.BadParameter(
+            f"{first}..{last} is not a range of daily partitions ({existing[0]}..{existing[-1]}, oldest first)"
+        )
+    partitions = existing[existing.index(first): existing.index(last) + 1]
+    keys = sorted(
+        (key for asset in ALL_ASSETS if asset.partitions_def == daily_partitions
+         for key, group in asset.group_names_by_key.items() if group in groups),
+        key=lambda k: k.to_user_string(),
+    )
+    if not keys:
+        raise click.BadParameter(f"no daily-partitioned assets in groups {list(groups)}")
+    try:
+        backfill_id = launch_backfill(url, keys, partitions)
+        click.echo(f"backfill {backfill_id}: {len(partitions)} partitions of {', '.join(k.to_user_string() for k in keys)}")
+        click.echo(f"  {url.rstrip('/')}/runs/b/{backfill_id}")
+        if wait:
+            click.echo(f"  {wait_for_backfill(url, backfill_id, timeout)}")
+    except BackfillError as exc:
+        raise click.ClickException(str(exc)) from None
+

@@ -23,7 +23,8 @@ ALL_CHECKS = dg.load_asset_checks_from_modules(STAGES)
 def build_sensors(settings: PlatformSettings) -> list[dg.SensorDefinition]:
     running = settings.automation_running
     return [
-        build_landing_sensor(settings.landing_sensor_interval_seconds, settings.landing_lookback_days, running),
+        build_landing_sensor(settings.landing_sensor_interval_seconds, settings.landing_lookback_days,
+                             settings.landing_quiet_seconds, running),
         build_automation_sensor(settings.automation_interval_seconds, running),
         build_failure_alert_sensor(settings.dagster_ui_url, settings.alert_crm_tickets, running),
     ]

@@ -3,12 +3,13 @@ server, the Zendesk simulator and a Slack-style webhook receiver over HTTP.
 
 1. log files landing for a day start a landing-sensor run, and the automation brings the day's
    activity, features and scores (and the label that became computable) up to date;
-2. a backfill launched through GraphQL (what the UI's "Materialize" dialog sends) materializes
-   every partition of the range, in one run (single-run backfill policy);
+2. `churn-platform backfill` (GraphQL, what the UI's "Materialize" dialog sends) materializes
+   every partition of a date range, in one run (single-run backfill policies);
 3. a malformed file makes a run fail; the alert reaches the webhook and opens a CRM ticket.
 """
 
 import datetime as dt
+import subprocess
 import time
 
 import dagster as dg
@@ -23,7 +24,7 @@ from churn_platform.synthetic.generator import generate
 from churn_platform.synthetic.writer import write_generated
 from churn_platform_tests.conftest import S3_TEST_ENV
 from churn_platform_tests.servers import WebhookReceiver
-from churn_platform_tests.stack import DagsterDev, run_seed, wait_until
+from churn_platform_tests.stack import BIN, DagsterDev, run_seed, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -134,43 +135,33 @@ def test_landed_files_start_a_sensor_run_and_automation_updates_downstream(deplo
     assert str(scores["model_version"].value) == "1"  # the champion seeded before the day landed
 
 
-LAUNCH_BACKFILL = """
-mutation($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-    ... on InvalidSubsetError { message }
-  }
-}"""
-BACKFILL_STATUS = """
-query($id: String!) {
-  partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } ... on PythonError { message } }
-}"""
-
-
-def test_backfill_of_a_date_range_through_graphql(deployment):
+def test_backfill_of_a_date_range_through_the_cli(deployment):
+    """`churn-platform backfill` launches an asset backfill over the webserver's GraphQL API (what
+    the UI sends); the daemon runs the whole range of single-run assets in one run."""
     d = deployment
-    partitions = [day(-20 + n) for n in range(5)]
+    first, last = day(-20), day(-16)
     started = time.time()
-    data = d.dev.graphql(LAUNCH_BACKFILL, {"params": {
-        "partitionNames": partitions,
-        "assetSelection": [{"path": ["raw", "interaction_logs"]}, {"path": ["features", "customer_daily_activity"]}],
-        "fromFailure": False,
-    }})["launchPartitionBackfill"]
-    assert data["__typename"] == "LaunchBackfillSuccess", data
-    backfill_id = data["backfillId"]
-    status = wait_until(
-        lambda: (s := d.dev.graphql(BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]["status"])
-        in ("COMPLETED", "COMPLETED_SUCCESS", "FAILED", "COMPLETED_FAILED", "CANCELED") and s,
-        240, f"backfill {backfill_id} to finish", interval=2,
+    result = subprocess.run(
+        [str(BIN / "churn-platform"), "backfill", "--from", first, "--to", last, "--group", "raw", "--group", "features",
+         "--url", d.dev.url, "--timeout", "240"],
+        env=d.dev.env, capture_output=True, text=True, timeout=300,
     )
-    assert status in ("COMPLETED", "COMPLETED_SUCCESS"), status
-    for asset in ("raw/interaction_logs", "features/customer_daily_activity"):
+    assert result.returncode == 0, result.stdout + result.stderr
+    backfill_id = result.stdout.split()[1].rstrip(":")
+    assert "COMPLETED" in result.stdout
+    partitions = [day(n) for n in range(-20, -15)]
+    for asset in ("raw/crm_tickets", "raw/interaction_logs", "features/customer_daily_activity", "features/customer_features"):
         for partition in partitions:
             assert any(r.timestamp > started for r in d.materializations(asset, partition)), (asset, partition)
-    # Single-run backfill policy: the whole range in one run.
-    assert len(d.runs(**{"dagster/backfill": backfill_id})) == 1
+    # Dagster's asset backfill also refreshes the downstream partitions that read the backfilled
+    # ones: customer_features looks back 30 days, so every later day up to the newest.
+    assert any(r.timestamp > started for r in d.materializations("features/customer_features", LAST.isoformat()))
+    # Single-run backfill policies: each run covers a whole range (the daemon splits the selection
+    # by dependency level), never one run per day.
+    runs = d.runs(**{"dagster/backfill": backfill_id})
+    assert 1 <= len(runs) < len(partitions)
+    ranges = {(r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"]) for r in runs}
+    assert (first, last) in ranges and all(start == first for start, _ in ranges), ranges
 
 
 def test_a_failed_run_alerts_slack_and_opens_a_crm_ticket(deployment):

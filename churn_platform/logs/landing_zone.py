@@ -4,6 +4,7 @@ Layout: ``<base_path>/interaction_logs/date=YYYY-MM-DD/<any name>.jsonl``. One f
 any number of files per day.
 """
 
+import datetime as dt
 import hashlib
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -26,6 +27,7 @@ class LandedFile:
 
     name: str
     version: str
+    modified: float  # seconds since the epoch, by the store's clock
 
 
 def is_log_file(name: str) -> bool:
@@ -44,6 +46,18 @@ def _version(entry: dict[str, Any]) -> str:
             return str(entry[field]).strip('"')
     # Local files: an atomic write (write + rename) always brings a new inode and mtime.
     return f"{entry.get('mtime')}:{entry.get('size')}:{entry.get('ino')}"
+
+
+def _modified(entry: dict[str, Any]) -> float:
+    for field in ("LastModified", "updated", "mtime"):
+        value = entry.get(field)
+        if isinstance(value, dt.datetime):
+            return value.timestamp()
+        if isinstance(value, str):
+            return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        if isinstance(value, (int, float)):
+            return float(value)
+    return 0.0
 
 
 def day_folder(base_path: str, date: str, connection: Optional[ObjectStoreConnection] = None) -> UPath:
@@ -71,7 +85,8 @@ class LandingZone(dg.ConfigurableResource):
             # dagster-aws's paginated listing (1,000 keys a page) of just this day's prefix.
             bucket, _, key_prefix = folder.path.partition("/")
             client = (self.connection or ObjectStoreConnection()).s3_client()
-            entries = [{"name": obj["Key"], "ETag": obj["ETag"]} for obj in get_objects(bucket, key_prefix + "/", client=client)]
+            entries = [{"name": o["Key"], "ETag": o["ETag"], "LastModified": o["LastModified"]}
+                       for o in get_objects(bucket, key_prefix + "/", client=client)]
         else:
             fs = folder.fs
             fs.invalidate_cache(folder.path)
@@ -79,7 +94,7 @@ class LandingZone(dg.ConfigurableResource):
                 entries = fs.ls(folder.path, detail=True)
             except FileNotFoundError:
                 entries = []
-        files = [LandedFile(str(e["name"]).rstrip("/").rsplit("/", 1)[-1], _version(e)) for e in entries]
+        files = [LandedFile(str(e["name"]).rstrip("/").rsplit("/", 1)[-1], _version(e), _modified(e)) for e in entries]
         return sorted((f for f in files if is_log_file(f.name)), key=lambda f: f.name)
 
     def folder_uri(self, date: str) -> str:

@@ -5,14 +5,16 @@ prefix per day), so a tick costs the same in a bucket of ten files or ten millio
 one fingerprint per day (file names and versions): a new file, a late file for a recent day, or a
 file re-written under the same name (ETag/generation changes; dagster issue #22892 is exactly
 this case for a since-key cursor) changes the fingerprint, and the run key
-``<date>:<fingerprint>`` makes Dagster start one run per distinct state, however many files
-arrived for the day and however many ticks saw them. Nothing compares timestamps, so files
+``<date>:<fingerprint>`` makes Dagster start one run per distinct state, however many ticks saw
+it. A day is requested once its newest file is ``quiet_seconds`` old, so files uploaded together
+make one run, not one per tick that caught part of the upload. Nothing compares timestamps, so files
 written in the same second as the last tick are not lost (``get_objects``'s strict ``>`` on
 one-second LastModified values would lose them).
 """
 
 import datetime as dt
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,14 +36,26 @@ def days_to_watch(now: dt.datetime, lookback_days: int) -> list[str]:
     return keys[-lookback_days:] if lookback_days else keys[-1:]
 
 
-def detect_changes(landing_zone: LandingZone, days: Sequence[str], cursor: dict[str, str]) -> LandingChanges:
-    """Compare each day's fingerprint with the cursor's. Days without files are left out."""
-    current = {}
+def detect_changes(landing_zone: LandingZone, days: Sequence[str], cursor: dict[str, str],
+                   now: float | None = None, quiet_seconds: float = 0) -> LandingChanges:
+    """Compare each day's fingerprint with the cursor's. Days without files are left out. A day
+    whose newest file is younger than ``quiet_seconds`` is still arriving: it keeps its old cursor
+    entry and is looked at again next tick, so a burst of files makes one run, not one per tick."""
+    now = time.time() if now is None else now
+    changed, current = {}, {}
     for day in days:
         files = landing_zone.list_day(day)
-        if files:
-            current[day] = fingerprint(files)
-    return LandingChanges({d: f for d, f in current.items() if cursor.get(d) != f}, current)
+        if not files:
+            continue
+        day_fingerprint = fingerprint(files)
+        if cursor.get(day) == day_fingerprint:
+            current[day] = day_fingerprint
+        elif now - max(f.modified for f in files) < quiet_seconds:
+            if day in cursor:
+                current[day] = cursor[day]
+        else:
+            changed[day] = current[day] = day_fingerprint
+    return LandingChanges(changed, current)
 
 
 def already_materialized(instance: dg.DagsterInstance, day: str, day_fingerprint: str) -> bool:
@@ -57,7 +71,8 @@ def already_materialized(instance: dg.DagsterInstance, day: str, day_fingerprint
     return entry is not None and entry.value.get(day) == day_fingerprint
 
 
-def build_landing_sensor(minimum_interval_seconds: int, lookback_days: int, running: bool) -> dg.SensorDefinition:
+def build_landing_sensor(minimum_interval_seconds: int, lookback_days: int, quiet_seconds: int,
+                         running: bool) -> dg.SensorDefinition:
     @dg.sensor(
         name="interaction_logs_landing_sensor",
         target=[INTERACTION_LOGS_KEY],
@@ -65,13 +80,14 @@ def build_landing_sensor(minimum_interval_seconds: int, lookback_days: int, runn
         default_status=dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
         description=(
             f"Requests raw/interaction_logs for each of the last {lookback_days} days whose landing "
-            "files were added, re-written or removed; one run per day and state of its files."
+            f"files were added, re-written or removed (once they have been quiet for {quiet_seconds} s); "
+            "one run per day and state of its files."
         ),
     )
     def interaction_logs_landing_sensor(context: dg.SensorEvaluationContext, landing_zone: LandingZone) -> dg.SensorResult:
         cursor = json.loads(context.cursor) if context.cursor else {}
         days = days_to_watch(dt.datetime.now(dt.timezone.utc), lookback_days)
-        changes = detect_changes(landing_zone, days, cursor)
+        changes = detect_changes(landing_zone, days, cursor, quiet_seconds=quiet_seconds)
         requests = [
             dg.RunRequest(
                 run_key=f"{day}:{day_fingerprint[:16]}", partition_key=day, asset_selection=[INTERACTION_LOGS_KEY],

@@ -1,8 +1,10 @@
 """The landing sensor: one run per changed day, exactly once per state of the day's files, on a
 local folder and on moto's S3 server over HTTP."""
 
+import dataclasses
 import datetime as dt
 import json
+import time
 
 import dagster as dg
 import pytest
@@ -53,7 +55,8 @@ def test_changes_are_per_day_and_each_state_counts_once(platform):
 
     first = detect_changes(zone, days, {})
     assert set(first.changed) == {THREE_DAYS_AGO, YESTERDAY}
-    assert len(zone.list_day(YESTERDAY)) == 3
+    listed = zone.list_day(YESTERDAY)
+    assert len(listed) == 3 and all(abs(f.modified - time.time()) < 300 for f in listed)
 
     assert detect_changes(zone, days, first.cursor).changed == {}  # nothing new: nothing requested
 
@@ -61,6 +64,13 @@ def test_changes_are_per_day_and_each_state_counts_once(platform):
     zone.write_file(THREE_DAYS_AGO, "late.jsonl", event_line(THREE_DAYS_AGO, 9))
     second = detect_changes(zone, days, first.cursor)
     assert list(second.changed) == [THREE_DAYS_AGO]
+
+    # A day still receiving files (its newest file younger than the quiet period) waits.
+    zone.write_file(YESTERDAY, "part-3.jsonl", event_line(YESTERDAY, 3))
+    arriving = detect_changes(zone, days, second.cursor, quiet_seconds=3600)
+    assert arriving.changed == {} and arriving.cursor == second.cursor
+    second = detect_changes(zone, days, second.cursor, now=time.time() + 3600, quiet_seconds=3600)
+    assert list(second.changed) == [YESTERDAY]
 
     # A file re-written under the same name (dagster issue #22892), at once, with new content.
     zone.write_file(YESTERDAY, "part-1.jsonl", event_line(YESTERDAY, 42))
@@ -71,7 +81,7 @@ def test_changes_are_per_day_and_each_state_counts_once(platform):
 
 def test_sensor_requests_one_run_per_day_and_survives_a_lost_cursor(platform):
     settings, zone = platform
-    defs = build_definitions(settings)
+    defs = build_definitions(dataclasses.replace(settings, landing_quiet_seconds=0))
     sensor = defs.resolve_sensor_def("interaction_logs_landing_sensor")
     for n in range(4):
         zone.write_file(YESTERDAY, f"part-{n}.jsonl", event_line(YESTERDAY, n))

@@ -1,0 +1,78 @@
+"""Launch an asset backfill through the Dagster webserver's GraphQL API, exactly as the UI's
+"Materialize" dialog does: the backfill daemon then honours each asset's BackfillPolicy (one run
+for the whole range where the policy is single-run). Used by `churn-platform backfill`."""
+
+import time
+from collections.abc import Sequence
+
+import dagster as dg
+import httpx
+
+LAUNCH_BACKFILL = """
+mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on InvalidSubsetError { message }
+    ... on UnauthorizedError { message }
+  }
+}"""
+BACKFILL_STATUS = """
+query($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill { status numPartitions }
+    ... on BackfillNotFoundError { message }
+    ... on PythonError { message }
+  }
+}"""
+FINISHED = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
+SUCCEEDED = {"COMPLETED", "COMPLETED_SUCCESS"}
+
+
+class BackfillError(RuntimeError):
+    """The webserver refused the backfill, or the backfill did not succeed."""
+
+
+def _graphql(url: str, query: str, variables: dict) -> dict:
+    try:
+        response = httpx.post(f"{url.rstrip('/')}/graphql", json={"query": query, "variables": variables}, timeout=60)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise BackfillError(f"could not reach the Dagster webserver at {url} ({exc}); is `make dev` running?") from None
+    body = response.json()
+    if body.get("errors"):
+        raise BackfillError(f"the webserver rejected the request: {body['errors'][0].get('message')}")
+    return body["data"]
+
+
+def launch_backfill(url: str, asset_keys: Sequence[dg.AssetKey], partitions: Sequence[str]) -> str:
+    """Start a backfill of ``partitions`` of ``asset_keys``; returns its id."""
+    result = _graphql(url, LAUNCH_BACKFILL, {"params": {
+        "partitionNames": list(partitions), "fromFailure": False,
+        "assetSelection": [{"path": list(key.path)} for key in asset_keys],
+    }})["launchPartitionBackfill"]
+    if result["__typename"] != "LaunchBackfillSuccess":
+        raise BackfillError(f"backfill not launched: {result.get('message', result['__typename'])}")
+    return result["backfillId"]
+
+
+def backfill_status(url: str, backfill_id: str) -> str:
+    result = _graphql(url, BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
+    if result["__typename"] != "PartitionBackfill":
+        raise BackfillError(f"backfill {backfill_id}: {result.get('message', result['__typename'])}")
+    return result["status"]
+
+
+def wait_for_backfill(url: str, backfill_id: str, timeout_seconds: float, poll_seconds: float = 2.0) -> str:
+    """Poll until the backfill finishes; raises unless it succeeded."""
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        status = backfill_status(url, backfill_id)
+        if status in FINISHED:
+            if status not in SUCCEEDED:
+                raise BackfillError(f"backfill {backfill_id} ended {status}: see {url}/runs/b/{backfill_id}")
+            return status
+        time.sleep(poll_seconds)
+    raise BackfillError(f"backfill {backfill_id} still running after {timeout_seconds:.0f}s: see {url}/runs/b/{backfill_id}")
