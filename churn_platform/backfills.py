@@ -47,11 +47,18 @@ def _graphql(url: str, query: str, variables: dict) -> dict:
     return body["data"]
 
 
-def launch_backfill(url: str, asset_keys: Sequence[dg.AssetKey], partitions: Sequence[str]) -> str:
-    """Start a backfill of ``partitions`` of ``asset_keys``; returns its id."""
+def launch_backfill(url: str, asset_keys: Sequence[dg.AssetKey], first: str, last: str) -> str:
+    """Start a backfill of the partitions ``first``..``last`` of each of ``asset_keys``; returns its id.
+
+    Exactly that range of each asset: given partition names and an asset selection instead, Dagster
+    would extend the backfill to every downstream partition that reads the range, e.g. 29 more days
+    of rolling features, whose windows then reach days after the range that may not exist yet."""
     result = _graphql(url, LAUNCH_BACKFILL, {"params": {
-        "partitionNames": list(partitions), "fromFailure": False,
-        "assetSelection": [{"path": list(key.path)} for key in asset_keys],
+        "fromFailure": False,
+        "partitionsByAssets": [
+            {"assetKey": {"path": list(key.path)}, "partitions": {"range": {"start": first, "end": last}}}
+            for key in asset_keys
+        ],
     }})["launchPartitionBackfill"]
     if result["__typename"] != "LaunchBackfillSuccess":
         raise BackfillError(f"backfill not launched: {result.get('message', result['__typename'])}")

@@ -139,7 +139,7 @@ def backfill(first: str, last: str, groups: tuple[str, ...], url: str | None, wa
     if not keys:
         raise click.BadParameter(f"no daily-partitioned assets in groups {list(groups)}")
     try:
-        backfill_id = launch_backfill(url, keys, partitions)
+        backfill_id = launch_backfill(url, keys, first, last)
         click.echo(f"backfill {backfill_id}: {len(partitions)} partitions of {', '.join(k.to_user_string() for k in keys)}")
         click.echo(f"  {url.rstrip('/')}/runs/b/{backfill_id}")
         if wait:

@@ -15,7 +15,8 @@ from churn_platform.settings import PlatformSettings
 
 
 def newest_closed_partition(partitions: dg.TimeWindowPartitionsDefinition, context: dg.ScheduleEvaluationContext) -> str | None:
-    return partitions.get_last_partition_key(current_time=context.scheduled_execution_time)
+    keys = partitions.get_partition_keys(current_time=context.scheduled_execution_time)
+    return keys[-1] if keys else None
 
 
 def _partitioned_schedule(name: str, job: Any, partitions: dg.TimeWindowPartitionsDefinition,

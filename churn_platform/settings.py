@@ -48,9 +48,9 @@ class PlatformSettings:
     spark_shuffle_partitions: int = 8
     spark_driver_memory: str = "2g"
     # Automation (sensors, schedules, alerts).
-    landing_sensor_interval_seconds: int = 10
+    landing_sensor_interval_seconds: int = 5  # the sensor daemon evaluates at most every 5 s anyway
     landing_lookback_days: int = 7  # late files for dates this far back re-trigger their partition
-    landing_quiet_seconds: int = 5  # a day's files must be this old before its run is requested
+    landing_quiet_seconds: int = 2  # a day's files must be this old before its run is requested
     automation_interval_seconds: int = 30
     schedule_timezone: str = "UTC"
     ingestion_cron: str = "0 1 * * *"  # after the UTC day has closed
@@ -117,9 +117,9 @@ def _automation(env: Mapping[str, str]) -> dict:
         if len(crons[name].split()) != 5:
             raise SettingsError(f"{name}={crons[name]!r} is not a five-field cron expression")
     return {
-        "landing_sensor_interval_seconds": _int(env, "CHURN_LANDING_SENSOR_INTERVAL", 10, minimum=1),
-        "landing_lookback_days": _int(env, "CHURN_LANDING_LOOKBACK_DAYS", 7),
-        "landing_quiet_seconds": _int(env, "CHURN_LANDING_QUIET_SECONDS", 5),
+        "landing_sensor_interval_seconds": _int(env, "CHURN_LANDING_SENSOR_INTERVAL", 5, minimum=1),
+        "landing_lookback_days": _int(env, "CHURN_LANDING_LOOKBACK_DAYS", 7, minimum=1),
+        "landing_quiet_seconds": _int(env, "CHURN_LANDING_QUIET_SECONDS", 2),
         "automation_interval_seconds": _int(env, "CHURN_AUTOMATION_INTERVAL", 30, minimum=1),
         "schedule_timezone": timezone,
         "ingestion_cron": crons["CHURN_INGESTION_CRON"],

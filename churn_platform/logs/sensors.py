@@ -32,8 +32,7 @@ class LandingChanges:
 
 def days_to_watch(now: dt.datetime, lookback_days: int) -> list[str]:
     """The closed daily partitions of the last ``lookback_days`` days (a day's partition exists once it ends)."""
-    keys = daily_partitions.get_partition_keys(current_time=now)
-    return keys[-lookback_days:] if lookback_days else keys[-1:]
+    return list(daily_partitions.get_partition_keys(current_time=now)[-lookback_days:])
 
 
 def detect_changes(landing_zone: LandingZone, days: Sequence[str], cursor: dict[str, str],

@@ -1,0 +1,124 @@
+"""Backfilling 90 and 365 days of the raw and feature assets through a real `dagster dev`:
+single-run backfill policies (`churn-platform backfill`, an asset backfill as the UI launches it)
+against one run per partition (`dagster job backfill`, which submits a run per partition), in one
+run of the script, on the same data and instance.
+
+    .venv/bin/python bench/backfill.py [--customers 200] [--sizes 90,365]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench._common import write_results  # noqa: E402
+
+GROUPS = ("raw", "enriched", "features")
+
+
+def last_run_end(instance, backfill_id: str) -> float:
+    import dagster as dg
+
+    records = instance.get_run_records(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+    return max(r.end_time for r in records)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--customers", type=int, default=200)
+    parser.add_argument("--sizes", default="90,365")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    import dagster as dg
+    from dagster._core.instance.ref import InstanceRef
+
+    from churn_platform.backfills import launch_backfill, wait_for_backfill
+    from churn_platform.resources import build_resources
+    from churn_platform.settings import load_settings
+    from churn_platform.synthetic.generator import generate
+    from churn_platform.synthetic.writer import write_generated
+    from churn_platform_tests.stack import BIN, DagsterDev, wait_until
+
+    days = max(sizes)
+    last = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
+    first = last - dt.timedelta(days=days - 1)
+    root = Path(tempfile.mkdtemp(prefix="bench-backfill-"))
+    env = {"CHURN_DATA_DIR": str(root / "data"), "CHURN_START_DATE": first.isoformat()}
+    settings = load_settings(env)
+    zone = build_resources(settings, env)["landing_zone"]
+    stats = write_generated(generate(first, days=days, customers=args.customers, seed=2), zone,
+                            settings.crm_export_path, None)
+    print(f"generated {days} days for {args.customers} customers: {stats}", flush=True)
+
+    dev = DagsterDev(root / "dagster_home", env).start()
+    instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(dev.home)))
+    from churn_platform.definitions import ALL_ASSETS  # noqa: E402 - after the environment is known
+    keys = [k for a in ALL_ASSETS for k, g in a.group_names_by_key.items() if g in GROUPS]
+    results = []
+    try:
+        for size in sizes:
+            # From the first partition: rolling features need the 29 days before a range.
+            partitions = [(first + dt.timedelta(days=n)).isoformat() for n in range(size)]
+
+            # Both cases: from the launch to the end of the last run (the data is there); the
+            # backfill's own COMPLETED status comes up to one daemon loop (30 s) later.
+            started = time.time()
+            backfill_id = launch_backfill(dev.url, keys, partitions[0], partitions[-1])
+            wait_for_backfill(dev.url, backfill_id, timeout_seconds=3600, poll_seconds=1)
+            single = last_run_end(instance, backfill_id) - started
+            single_runs = len(instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id})))
+            print(f"  {size} days, single-run policy: {single:.1f} s in {single_runs} runs", flush=True)
+
+            started = time.time()
+            out = subprocess.run(
+                [str(BIN / "dagster"), "job", "backfill", "-w", "workspace.yaml", "-j", "daily_ingestion_job",
+                 "--partitions", ",".join(partitions), "--noprompt"],
+                cwd=ROOT, env=dev.env, capture_output=True, text=True, check=True,
+            ).stdout
+            job_backfill = re.search(r"Launched backfill job `([^`]+)`", out).group(1)
+            run_filter = dg.RunsFilter(tags={"dagster/backfill": job_backfill})
+            wait_until(lambda: all(r.is_finished for r in instance.get_runs(filters=run_filter)), 4 * 3600,
+                       "the per-partition runs", interval=2)
+            per_partition = last_run_end(instance, job_backfill) - started
+            runs = instance.get_runs(filters=run_filter)
+            failed = [r.run_id for r in runs if r.status != dg.DagsterRunStatus.SUCCESS]
+            assert not failed, f"{len(failed)} per-partition runs failed, e.g. {failed[0]}"
+            print(f"  {size} days, one run per partition: {per_partition:.1f} s in {len(runs)} runs "
+                  f"({per_partition / single:.1f}x)", flush=True)
+            results.append({"days": size, "single_run_seconds": single, "single_run_runs": single_runs,
+                            "per_partition_seconds": per_partition, "per_partition_runs": len(runs),
+                            "speedup": per_partition / single})
+    finally:
+        dev.stop()
+
+    lines = [
+        "# Backfill: single-run policy against one run per partition",
+        "",
+        f"`python bench/backfill.py`: raw tickets and logs, sentiment, daily activity and rolling customer "
+        f"features ({len(keys)} assets) for {args.customers} customers, through a real `dagster dev` "
+        "(SQLite instance, at most 2 concurrent runs, in-process executor). Single-run: "
+        "`churn-platform backfill` (asset backfill, the assets' `BackfillPolicy.single_run()`); per "
+        "partition: `dagster job backfill -j daily_ingestion_job` (one queued run per day).",
+        "",
+        "| days | single-run policy | runs | one run per partition | runs | speed-up |",
+        "|---|---|---|---|---|---|",
+        *(f"| {r['days']} | {r['single_run_seconds']:.0f} s | {r['single_run_runs']} | "
+          f"{r['per_partition_seconds']:.0f} s | {r['per_partition_runs']} | {r['speedup']:.1f}x |" for r in results),
+        "",
+    ]
+    write_results("backfill", {"customers": args.customers, "assets": [k.to_user_string() for k in keys],
+                               "results": results}, "\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
