@@ -37,6 +37,8 @@ setup(
         "gcsfs>=2024.6",
         "vaderSentiment>=3.3.2",
         "httpx>=0.27",
+        "boto3>=1.34",  # landing-zone listing on S3 (dagster-aws get_objects takes a client)
+        "slack-sdk>=3.20",  # failure alerts through Slack incoming webhooks
         "tenacity>=8.2",
         "prometheus-client>=0.20",
         "click>=8.1",
@@ -46,7 +48,6 @@ setup(
             "pytest>=8",
             "pytest-xdist>=3.5",
             "moto[server]>=5.0",
-            "boto3>=1.34",
             "gcp-storage-emulator>=2024.8",
         ],
     },

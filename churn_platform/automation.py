@@ -1,8 +1,9 @@
-"""Shared automation policies: when derived partitions refresh, and how calls to external systems retry.
+"""Shared automation policies: when derived partitions refresh, and how calls to external systems
+retry, plus the sensor that evaluates the conditions.
 
-Stages attach these to their assets; the sensors and schedules that start runs live in
-``churn_platform/sensors.py`` and ``churn_platform/schedules.py`` (and the landing sensor with the
-logs stage).
+Stages attach these to their assets. The other things that start runs: the landing sensor
+(``logs/sensors.py``) and the schedules (``schedules.py``); failures are reported by
+``alerts/sensors.py``.
 """
 
 import datetime as dt
