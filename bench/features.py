@@ -1,10 +1,13 @@
 """Benchmark: the daily-activity feature aggregation on each engine, on ~10M interaction events.
 
 Cases, each in a fresh process (so peak memory is its own), on the same Parquet input:
-  1. platform_duckdb  - the platform's path: load the partitions to pandas (as the IO manager
-                        does) and run the feature SQL on the embedded engine (DuckDB)
-  2. platform_spark   - the same feature SQL on Spark local[2] through dagster-pyspark; cold
-                        (session start included) and warm (second run in the same session)
+  1. platform_duckdb  - the platform's path: the feature SQL on the embedded engine (DuckDB),
+                        scanning the day files the IO manager hands over (ParquetFiles); then
+                        also timed with writing the result through ParquetIOManager
+  1b. platform_duckdb_via_pandas - the earlier path: partitions loaded into pandas first
+  2. platform_spark   - the same feature SQL on Spark local[2] through dagster-pyspark, Spark
+                        scanning the files and writing the day files itself; cold (session
+                        start included) and warm (second run in the same session)
   3. pandas           - a hand-written pandas groupby, the manual-script approach
   4. duckdb_raw       - one DuckDB SQL query straight on the Parquet files: the practical floor
 Writes bench/results/features.{json,md}.
@@ -72,7 +75,41 @@ def load_inputs(directory: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return logs, pq.read_table(directory / "sentiment.parquet").to_pandas()
 
 
+def log_files(directory: Path):  # noqa: ANN201
+    """The day files as ParquetIOManager hands them to the feature asset."""
+    from upath import UPath
+
+    from churn_platform.storage.parquet_files import ParquetFiles
+
+    return ParquetFiles("raw/interaction_logs", tuple(UPath(str(p)) for p in sorted(directory.glob("2026-*.parquet"))))
+
+
+def write_activity(directory: Path, result: object) -> None:
+    """Store the result as the asset's IO manager does: one file per day."""
+    import dagster as dg
+
+    from churn_platform.storage.parquet_io_manager import ParquetIOManager
+
+    manager = ParquetIOManager(base_path=str(directory / f"warehouse-{time.monotonic_ns()}"))
+    keys = sorted(p.stem for p in directory.glob("2026-*.parquet"))
+    manager.write_partitions(dg.AssetKey(["features", "customer_daily_activity"]), keys, result, "activity_date")
+
+
 def case_platform_duckdb(directory: Path) -> dict:
+    from churn_platform.features.activity import compute_daily_activity
+    from churn_platform.sql_engine import DuckDBEngine
+
+    started = time.perf_counter()
+    sentiment = pq.read_table(directory / "sentiment.parquet").to_pandas()
+    result = compute_daily_activity(log_files(directory), sentiment, DuckDBEngine().query)
+    computed = time.perf_counter() - started
+    write_activity(directory, result)
+    return {"seconds": computed, "with_write_seconds": time.perf_counter() - started,
+            "rows": result.num_rows, "events": pq.ParquetDataset(log_files(directory).uris).read(columns=[]).num_rows}
+
+
+def case_platform_duckdb_via_pandas(directory: Path) -> dict:
+    """The previous path, for comparison: the partitions loaded into pandas first, then DuckDB."""
     from churn_platform.features.activity import compute_daily_activity
     from churn_platform.sql_engine import DuckDBEngine
 
@@ -88,19 +125,54 @@ def case_platform_spark(directory: Path) -> dict:
     from churn_platform.features.activity import compute_daily_activity
     from churn_platform.sql_engine import SparkEngine, spark_config
 
+    jvm_peak = watch_child_memory()
     started = time.perf_counter()
     engine = SparkEngine(pyspark=LazyPySparkResource(spark_config=spark_config("local[2]", 8, "8g")))
     engine.pyspark.spark_session  # noqa: B018  (start the session)
     session_start = time.perf_counter() - started
+    sentiment = pq.read_table(directory / "sentiment.parquet").to_pandas()
     runs = []
-    for _ in range(2):
+    for _ in range(2):  # cold, then warm (JIT, caches)
         began = time.perf_counter()
-        logs, sentiment = load_inputs(directory)
-        rows = len(compute_daily_activity(logs, sentiment, engine.run_sql))
-        runs.append(time.perf_counter() - began)
+        result = compute_daily_activity(log_files(directory), sentiment, engine.query)
+        result.write.format("noop").mode("overwrite").save()  # the whole query, no output
+        computed = time.perf_counter() - began
+        began = time.perf_counter()  # again, this time written: Spark writes the day files itself
+        write_activity(directory, compute_daily_activity(log_files(directory), sentiment, engine.query))
+        runs.append((computed, time.perf_counter() - began))
+    rows = result.count()
     engine.pyspark.spark_session.stop()
-    return {"seconds": runs[1], "cold_seconds": session_start + runs[0], "session_start_seconds": session_start,
-            "rows": rows, "events": len(logs)}
+    return {"seconds": runs[1][0], "with_write_seconds": runs[1][1], "cold_seconds": session_start + runs[0][0],
+            "session_start_seconds": session_start, "rows": rows, "jvm_peak_rss_mb": jvm_peak[0] / 2**20}
+
+
+def watch_child_memory() -> list[int]:
+    """Peak RSS in bytes of this process's descendants (the Spark JVM), sampled from /proc."""
+    import threading
+
+    def descendants_rss() -> int:
+        parents, rss = {}, {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                parents[int(stat.parent.name)] = int(fields[1])
+                rss[int(stat.parent.name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+            except (OSError, IndexError, ValueError):
+                continue
+        family = {os.getpid()}
+        for _ in range(4):  # spark-submit -> java: a few generations
+            family |= {pid for pid, parent in parents.items() if parent in family}
+        return sum(rss[pid] for pid in family - {os.getpid()})
+
+    peak = [0]
+
+    def sample() -> None:
+        while True:
+            peak[0] = max(peak[0], descendants_rss())
+            time.sleep(0.2)
+
+    threading.Thread(target=sample, daemon=True).start()
+    return peak
 
 
 def case_pandas(directory: Path) -> dict:
@@ -144,7 +216,8 @@ def case_duckdb_raw(directory: Path) -> dict:
     return {"seconds": time.perf_counter() - started, "rows": rows}
 
 
-CASES = {"platform_duckdb": case_platform_duckdb, "platform_spark": case_platform_spark,
+CASES = {"platform_duckdb": case_platform_duckdb, "platform_duckdb_via_pandas": case_platform_duckdb_via_pandas,
+         "platform_spark": case_platform_spark,
          "pandas": case_pandas, "duckdb_raw": case_duckdb_raw}
 
 
@@ -165,7 +238,7 @@ def main() -> None:
         directory = Path(tmp)
         make_input(directory, args.events, args.days)
         results = {}
-        for case in ("duckdb_raw", "platform_duckdb", "pandas", "platform_spark"):
+        for case in ("duckdb_raw", "platform_duckdb", "platform_duckdb_via_pandas", "pandas", "platform_spark"):
             out = subprocess.run([sys.executable, __file__, "--case", case, "--input", tmp],
                                  capture_output=True, text=True, check=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
             results[case] = json.loads(next(l for l in out.stdout.splitlines() if l.startswith("RESULT "))[7:])
@@ -173,17 +246,26 @@ def main() -> None:
     floor = results["duckdb_raw"]["seconds"]
     events = results["platform_duckdb"]["events"]
     rows = [("4. raw DuckDB query on the Parquet files (floor)", "duckdb_raw", "seconds"),
-            ("1. platform, embedded engine (DuckDB)", "platform_duckdb", "seconds"),
+            ("1. platform, embedded engine (DuckDB scans the partition files)", "platform_duckdb", "seconds"),
+            (f"1. the same, plus writing the {args.days} day files", "platform_duckdb", "with_write_seconds"),
+            ("1b. previous platform path: partitions loaded into pandas, then DuckDB", "platform_duckdb_via_pandas", "seconds"),
             ("3. hand-written pandas", "pandas", "seconds"),
             ("2. platform on Spark local[2], warm", "platform_spark", "seconds"),
+            (f"2. the same, plus Spark writing the {args.days} day files itself", "platform_spark", "with_write_seconds"),
             ("2. platform on Spark local[2], cold (incl. session start)", "platform_spark", "cold_seconds")]
-    lines = [f"Daily-activity aggregation of {events:,} events into per-customer-per-day rows:", "",
+    lines = [f"Daily-activity aggregation of {events:,} events into per-customer-per-day rows "
+             f"({results['platform_duckdb']['rows']:,} rows):", "",
              "| case | seconds | events/s | x floor | peak RSS (MB) |", "|---|---|---|---|---|"]
     for label, case, field in rows:
         seconds = results[case][field]
-        lines.append(f"| {label} | {seconds:.1f} | {events / seconds:,.0f} | {seconds / floor:.2f} | {results[case]['peak_rss_mb']:,.0f} |")
+        memory = f"{results[case]['peak_rss_mb']:,.0f}"
+        if "jvm_peak_rss_mb" in results[case]:
+            memory += f" + JVM {results[case]['jvm_peak_rss_mb']:,.0f}"
+        lines.append(f"| {label} | {seconds:.1f} | {events / seconds:,.0f} | {seconds / floor:.2f} | {memory} |")
     lines.append("")
-    lines.append(f"Spark session start: {results['platform_spark']['session_start_seconds']:.1f} s.")
+    lines.append(f"Spark session start: {results['platform_spark']['session_start_seconds']:.1f} s. "
+                 "Spark timings run the whole query (a `noop` sink) unless they say they write. Peak RSS: the "
+                 "case's Python process, plus for Spark the JVM's peak (sampled every 0.2 s).")
     write_results("features", {"events": events, "cases": results}, "\n".join(lines) + "\n")
 
 

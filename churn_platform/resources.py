@@ -35,7 +35,8 @@ def build_connection(settings: PlatformSettings, environ: Mapping[str, str] | No
 
 def build_feature_engine(settings: PlatformSettings) -> FeatureEngine:
     if settings.feature_engine == "spark":
-        config = spark_config(settings.spark_master, settings.spark_shuffle_partitions, settings.spark_driver_memory)
+        config = spark_config(settings.spark_master, settings.spark_shuffle_partitions, settings.spark_driver_memory,
+                              settings.spark_packages)
         return SparkEngine(pyspark=LazyPySparkResource(spark_config=config))
     return DuckDBEngine()
 

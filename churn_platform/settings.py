@@ -47,6 +47,7 @@ class PlatformSettings:
     spark_master: str = "local[*]"
     spark_shuffle_partitions: int = 8
     spark_driver_memory: str = "2g"
+    spark_packages: str = ""  # Maven coordinates for spark.jars.packages, e.g. the hadoop-aws connector
     # Automation (sensors, schedules, alerts).
     landing_sensor_interval_seconds: int = 5  # the sensor daemon evaluates at most every 5 s anyway
     landing_lookback_days: int = 7  # late files for dates this far back re-trigger their partition
@@ -156,6 +157,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> PlatformSettings:
         "spark_master": env.get("CHURN_SPARK_MASTER", "local[*]"),
         "spark_shuffle_partitions": int(env.get("CHURN_SPARK_SHUFFLE_PARTITIONS", "8")),
         "spark_driver_memory": env.get("CHURN_SPARK_DRIVER_MEMORY", "2g"),
+        "spark_packages": env.get("CHURN_SPARK_PACKAGES", ""),
         **_automation(env),
     }
     if common["feature_engine"] not in ("duckdb", "spark"):

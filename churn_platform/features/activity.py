@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import Any
 
-from churn_platform.sql_engine import SqlRunner, run_duckdb
+from churn_platform.sql_engine import MONEY, SCORE, SqlRunner, Table, run_duckdb
 
 EVENT_COUNTS = {
     "logins": "login",
@@ -28,7 +28,7 @@ WITH events AS (
         COUNT(*) AS events,
         {_event_count_sql},
         COUNT(DISTINCT session_id) AS sessions,
-        SUM(CASE WHEN event_type = 'purchase' THEN COALESCE(amount, 0) ELSE 0 END) AS spend,
+        SUM(CASE WHEN event_type = 'purchase' THEN CAST(COALESCE(amount, 0) AS {MONEY}) ELSE 0 END) AS spend,
         MAX_BY(plan, timestamp) AS plan
     FROM logs
     GROUP BY customer_id, event_date
@@ -39,7 +39,7 @@ tickets AS (
         updated_date AS activity_date,
         COUNT(*) AS tickets,
         SUM(CASE WHEN sentiment_label = 'negative' THEN 1 ELSE 0 END) AS negative_tickets,
-        AVG(sentiment) AS mean_sentiment,
+        CAST(SUM(CAST(sentiment AS {SCORE})) AS DOUBLE) / COUNT(sentiment) AS mean_sentiment,
         MIN(sentiment) AS min_sentiment
     FROM sentiment
     GROUP BY customer_id, updated_date
@@ -63,6 +63,9 @@ ORDER BY activity_date, customer_id
 """
 
 
-def compute_daily_activity(logs: pd.DataFrame, sentiment: pd.DataFrame, run_sql: SqlRunner = run_duckdb) -> pd.DataFrame:
-    """Per customer and day: event counts by type, sessions, spend, plan, tickets, sentiment."""
+def compute_daily_activity(logs: Table, sentiment: Table, run_sql: SqlRunner = run_duckdb) -> Any:
+    """Per customer and day: event counts by type, sessions, spend, plan, tickets, sentiment.
+
+    Returns what ``run_sql`` returns: pandas by default, the engine's own result from ``query``.
+    """
     return run_sql(DAILY_ACTIVITY_SQL, {"logs": logs, "sentiment": sentiment})

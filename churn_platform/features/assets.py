@@ -1,4 +1,10 @@
-"""features/customer_daily_activity and features/customer_features."""
+"""features/customer_daily_activity and features/customer_features.
+
+The big inputs arrive as ParquetFiles (scanned by the engine, never loaded into pandas) and the
+engine's own result is returned: ParquetIOManager writes Arrow, and Spark writes its partitions itself.
+"""
+
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -9,6 +15,10 @@ from churn_platform.features.rolling import compute_customer_features
 from churn_platform.partitions import daily_partitions
 from churn_platform.settings import FEATURE_WINDOW_DAYS
 from churn_platform.sql_engine import FeatureEngine
+from churn_platform.storage.parquet_files import ParquetFiles
+
+# pyarrow.Table from DuckDB, a lazy pyspark DataFrame from Spark: both stored by ParquetIOManager.
+FeatureTable = Any
 
 
 @dg.asset(
@@ -25,10 +35,10 @@ from churn_platform.sql_engine import FeatureEngine
     kinds={"sql", "parquet"},
 )
 def customer_daily_activity(
-    feature_engine: FeatureEngine, interaction_logs: pd.DataFrame, ticket_sentiment: pd.DataFrame
-) -> pd.DataFrame:
+    feature_engine: FeatureEngine, interaction_logs: ParquetFiles, ticket_sentiment: pd.DataFrame
+) -> FeatureTable:
     """Per customer and day: event counts by type, sessions, spend, ticket counts, mean sentiment."""
-    return compute_daily_activity(interaction_logs, ticket_sentiment, feature_engine.run_sql)
+    return compute_daily_activity(interaction_logs, ticket_sentiment, feature_engine.query)
 
 
 @dg.asset(
@@ -50,7 +60,7 @@ def customer_daily_activity(
     kinds={"sql", "parquet"},
 )
 def customer_features(
-    context: dg.AssetExecutionContext, feature_engine: FeatureEngine, customer_daily_activity: pd.DataFrame
-) -> pd.DataFrame:
+    context: dg.AssetExecutionContext, feature_engine: FeatureEngine, customer_daily_activity: ParquetFiles
+) -> FeatureTable:
     """Per customer as of the partition date: rolling 7/30-day activity, tickets, recency and trend."""
-    return compute_customer_features(customer_daily_activity, context.partition_keys, feature_engine.run_sql)
+    return compute_customer_features(customer_daily_activity, context.partition_keys, feature_engine.query)

@@ -7,7 +7,9 @@ from collections.abc import Sequence
 import pandas as pd
 
 from churn_platform.settings import FEATURE_WINDOW_DAYS
-from churn_platform.sql_engine import SqlRunner, run_duckdb
+from typing import Any
+
+from churn_platform.sql_engine import MONEY, SCORE, SqlRunner, Table, run_duckdb
 
 SHORT_WINDOW_DAYS = 7
 
@@ -25,8 +27,8 @@ WITH windowed AS (
         SUM(d.events) AS events_30d,
         {_recent("d.sessions")} AS sessions_7d,
         SUM(d.sessions) AS sessions_30d,
-        {_recent("d.spend")} AS spend_7d,
-        SUM(d.spend) AS spend_30d,
+        {_recent(f"CAST(d.spend AS {MONEY})")} AS spend_7d,
+        SUM(CAST(d.spend AS {MONEY})) AS spend_30d,
         {_recent("CASE WHEN d.events > 0 THEN 1 ELSE 0 END")} AS active_days_7d,
         SUM(CASE WHEN d.events > 0 THEN 1 ELSE 0 END) AS active_days_30d,
         SUM(d.feature_uses) AS feature_uses_30d,
@@ -35,7 +37,7 @@ WITH windowed AS (
         {_recent("d.tickets")} AS tickets_7d,
         SUM(d.tickets) AS tickets_30d,
         SUM(d.negative_tickets) AS negative_tickets_30d,
-        SUM(d.mean_sentiment * d.tickets) / NULLIF(SUM(CASE WHEN d.mean_sentiment IS NOT NULL THEN d.tickets ELSE 0 END), 0)
+        CAST(SUM(CAST(d.mean_sentiment * d.tickets AS {SCORE})) AS DOUBLE) / NULLIF(SUM(CASE WHEN d.mean_sentiment IS NOT NULL THEN d.tickets ELSE 0 END), 0)
             AS mean_sentiment_30d,
         MIN(d.min_sentiment) AS min_sentiment_30d,
         date_diff('day', MAX(CASE WHEN d.events > 0 THEN d.activity_date END), a.as_of_date)
@@ -81,11 +83,11 @@ ORDER BY as_of_date, customer_id
 """
 
 
-def compute_customer_features(activity: pd.DataFrame, as_of_dates: Sequence[str],
-                              run_sql: SqlRunner = run_duckdb) -> pd.DataFrame:
+def compute_customer_features(activity: Table, as_of_dates: Sequence[str], run_sql: SqlRunner = run_duckdb) -> Any:
     """Rolling features for every customer with activity in the 30 days up to each as-of date.
 
-    ``activity`` must hold the daily-activity rows of those 30-day windows.
+    ``activity`` must hold the daily-activity rows of those 30-day windows. Returns what
+    ``run_sql`` returns (pandas by default).
     """
     as_of = pd.DataFrame({"as_of_date": pd.to_datetime(list(as_of_dates)).date})
     return run_sql(CUSTOMER_FEATURES_SQL, {"activity": activity, "as_of": as_of})

@@ -29,6 +29,7 @@ from churn_platform.partitions import daily_partitions, labelled_partitions
 from churn_platform.settings import LABEL_HORIZON_DAYS, load_settings
 from churn_platform.sql_engine import FeatureEngine
 from churn_platform.storage.artifact_io_manager import ArtifactStore
+from churn_platform.storage.parquet_files import ParquetFiles
 from churn_platform.storage.parquet_io_manager import (
     parquet_bytes_to_dataframe,
     source_files,
@@ -62,7 +63,7 @@ DRIFT_FEATURES = [
     automation_condition=on_upstream_change(),
 )
 def churn_labels(
-    context: dg.AssetExecutionContext, feature_engine: FeatureEngine, customer_daily_activity: pd.DataFrame
+    context: dg.AssetExecutionContext, feature_engine: FeatureEngine, customer_daily_activity: ParquetFiles
 ) -> pd.DataFrame:
     """Whether each customer cancelled in the 30 days after the as-of date."""
     labels = compute_churn_labels(customer_daily_activity, context.partition_keys, feature_engine.run_sql)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from churn_platform.settings import LABEL_HORIZON_DAYS
-from churn_platform.sql_engine import SqlRunner, run_duckdb
+from churn_platform.sql_engine import SqlRunner, Table, run_duckdb
 
 CHURN_LABELS_SQL = f"""
 SELECT
@@ -24,7 +24,7 @@ ORDER BY as_of_date, customer_id
 """
 
 
-def compute_churn_labels(future_activity: pd.DataFrame, as_of_dates: Sequence[str],
+def compute_churn_labels(future_activity: Table, as_of_dates: Sequence[str],
                          run_sql: SqlRunner = run_duckdb) -> pd.DataFrame:
     """One row per customer seen in the 30 days after each as-of date.
 

@@ -6,13 +6,16 @@ Layout: ``<base_path>/<asset key path>/<partition key>.parquet``; unpartitioned 
 - An output that covers several partitions (a single-run backfill) is split on the asset's
   ``partition_column`` (definition metadata) into one file per partition. Dagster's own
   UPathIOManager refuses such outputs (dagster issue #14332).
+- Outputs may be pandas, Arrow or Spark DataFrames; Spark writes its partitions itself.
 - Loading several partitions returns one concatenated DataFrame; ``df.attrs["source_files"]``
-  lists exactly which files were read, with their SHA-256, for lineage.
+  lists exactly which files were read, with their SHA-256, for lineage. An input annotated
+  ``ParquetFiles`` gets the partitions' file URIs instead, for an engine to scan directly.
 - Writes are atomic per file (see ``write_bytes_atomic``). A range is validated completely before
   the first file is written, so a bad range output writes nothing.
 """
 
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any, Optional
 
@@ -34,16 +37,10 @@ from churn_platform.storage.files import (
     validate_partition_key,
     write_bytes_atomic,
 )
+from churn_platform.storage.parquet_files import ParquetFiles, table_to_parquet
+from churn_platform.storage.spark_files import spark_can_access, write_partitions_with_spark
 
 PARTITION_COLUMN = "partition_column"
-
-
-def table_to_parquet(table: pa.Table) -> pa.Buffer:
-    """Parquet that pandas, DuckDB and Spark all read: microsecond timestamps (Spark 4 refuses ns)."""
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, coerce_timestamps="us", allow_truncated_timestamps=True)
-    return sink.getvalue()
-
 
 
 def parquet_bytes_to_dataframe(data: bytes) -> pd.DataFrame:
@@ -97,25 +94,43 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         return self._root().joinpath(*asset_key.path, f"{validate_partition_key(partition_key)}.parquet")
 
     # -- writing ------------------------------------------------------------------------------
-    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
-        if not isinstance(obj, pd.DataFrame):
-            raise StorageError(
-                f"{context.asset_key.to_user_string()} returned {type(obj).__name__}; "
-                "ParquetIOManager stores pandas DataFrames"
-            )
-        asset_key = context.asset_key
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         column = (context.definition_metadata or {}).get(PARTITION_COLUMN)
-        table = pa.Table.from_pandas(obj, preserve_index=False)
-        if context.has_asset_partitions:
-            keys = [validate_partition_key(k) for k in context.asset_partition_keys]
-            if len(keys) > 1 and column is None:
-                raise StorageError(
-                    f"{asset_key.to_user_string()} produced one output for {len(keys)} partitions "
-                    f"but declares no {PARTITION_COLUMN!r} metadata to split it on"
-                )
-            parts = split_by_partition(table, column, keys) if column else {keys[0]: table}
-        else:
-            parts = {None: table}
+        keys = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
+        schema, written = self.write_partitions(context.asset_key, keys, obj, column, context.log)
+        context.add_output_metadata(_output_metadata(schema, written))
+
+    def write_partitions(
+        self, asset_key: dg.AssetKey, keys: Sequence[Optional[str]], obj: Any, column: Optional[str] = None,
+        log: Optional[logging.Logger] = None,
+    ) -> tuple[pa.Schema, list[dict]]:
+        """Store an output (pandas, Arrow or Spark DataFrame) as one file per partition key.
+
+        Several keys (a single-run backfill) need ``column`` to split on. Spark DataFrames are
+        written by Spark itself where it can reach the storage (see storage/spark_files.py).
+        """
+        keys = [validate_partition_key(k) if k is not None else None for k in keys]
+        if len(keys) > 1 and column is None:
+            raise StorageError(
+                f"{asset_key.to_user_string()} produced one output for {len(keys)} partitions "
+                f"but declares no {PARTITION_COLUMN!r} metadata to split it on"
+            )
+        if _is_spark_frame(obj):
+            partitioned = column is not None and keys[0] is not None
+            if partitioned and spark_can_access(obj.sparkSession, self._root(), self.connection):
+                return self._write_with_spark(asset_key, keys, obj, column)
+            if partitioned and log:
+                log.warning(f"this Spark session has no connector for {uri_of(self._root())} "
+                            "(see README, Features): the output goes through the driver")
+            obj = obj.toArrow()
+        if isinstance(obj, pd.DataFrame):
+            obj = pa.Table.from_pandas(obj, preserve_index=False)
+        if not isinstance(obj, pa.Table):
+            raise StorageError(
+                f"{asset_key.to_user_string()} returned {type(obj).__name__}; "
+                "ParquetIOManager stores pandas, Arrow and Spark DataFrames"
+            )
+        parts = split_by_partition(obj, column, keys) if column and keys[0] is not None else {keys[0]: obj}
 
         # Serialise everything first: a failure here must not leave half a range written.
         payloads = {key: table_to_parquet(part) for key, part in parts.items()}
@@ -134,27 +149,45 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                  "bytes": data.size, "sha256": sha256_hex(data),
                  "version": object_version(path) if len(payloads) == 1 else None}
             )
-        context.add_output_metadata(_output_metadata(obj, written))
+        return obj.schema, written
+
+    def _write_with_spark(self, asset_key: dg.AssetKey, keys: list[str], frame: Any, column: str) -> tuple[pa.Schema, list[dict]]:
+        targets = {key: self.path_for(asset_key, key) for key in keys}
+        try:
+            write_partitions_with_spark(frame, column, targets, self._root() / "_staging")
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise StorageError(
+                f"Spark could not write {asset_key.to_user_string()} under {uri_of(self._root())}: {exc}. "
+                "Files already in place are whole (each is renamed or copied into place); re-run the range."
+            ) from exc
+        written, schema = [], None
+        for key, path in targets.items():
+            parquet = pq.ParquetFile(path.path, filesystem=path.fs)
+            schema = parquet.schema_arrow
+            entry = {"partition": key, "uri": uri_of(path), "rows": parquet.metadata.num_rows,
+                     "bytes": path.fs.size(path.path), "sha256": None, "version": None}
+            if len(targets) == 1:  # hashing reads the file back: only worth it for one partition
+                entry |= {"sha256": sha256_hex(read_bytes(path)), "version": object_version(path)}
+            written.append(entry)
+        return schema, written
 
     # -- reading ------------------------------------------------------------------------------
-    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+    def load_input(self, context: dg.InputContext) -> Any:
         asset_key = context.asset_key
         keys: list[str | None] = (
             list(context.asset_partition_keys) if context.has_asset_partitions else [None]
         )
+        if context.dagster_type is not None and context.dagster_type.typing_type is ParquetFiles:
+            return self.partition_files(asset_key, keys)
         frames, sources = [], []
         for key in keys:
             path = self.path_for(asset_key, key)
             try:
                 data = read_bytes(path)
             except StorageError as exc:
-                where = f" partition {key}" if key else ""
-                raise StorageError(
-                    f"{asset_key.to_user_string()}{where} is not materialized: {uri_of(path)} does "
-                    f"not exist. Materialize it first, e.g. `dagster asset materialize -m "
-                    f"churn_platform.definitions --select {asset_key.to_user_string()}"
-                    + (f" --partition {key}`" if key else "`")
-                ) from exc
+                raise _not_materialized(asset_key, key, path) from exc
             frame = parquet_bytes_to_dataframe(data)
             frames.append(frame)
             sources.append(
@@ -165,17 +198,44 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         result.attrs["source_files"] = sources
         return result
 
+    def partition_files(self, asset_key: dg.AssetKey, keys: Sequence[Optional[str]]) -> ParquetFiles:
+        """The files of these partitions, for an engine to scan itself; all must exist."""
+        paths = [self.path_for(asset_key, key) for key in keys]
+        folder = paths[0].parent
+        try:
+            folder.fs.invalidate_cache()
+            present = {p.rstrip("/").rsplit("/", 1)[-1] for p in folder.fs.ls(folder.path, detail=False)}
+        except FileNotFoundError:
+            present = set()
+        for key, path in zip(keys, paths):
+            if path.name not in present:
+                raise _not_materialized(asset_key, key, path)
+        return ParquetFiles(asset=asset_key.to_user_string(), paths=tuple(paths), connection=self.connection)
 
-def _output_metadata(obj: pd.DataFrame, written: list[dict]) -> dict[str, Any]:
-    schema = dg.TableSchema(
-        columns=[dg.TableColumn(name=str(name), type=str(dtype)) for name, dtype in obj.dtypes.items()]
+
+def _is_spark_frame(obj: Any) -> bool:
+    return type(obj).__module__.startswith("pyspark.sql")
+
+
+def _not_materialized(asset_key: dg.AssetKey, key: Optional[str], path: UPath) -> StorageError:
+    where = f" partition {key}" if key else ""
+    return StorageError(
+        f"{asset_key.to_user_string()}{where} is not materialized: {uri_of(path)} does "
+        f"not exist. Materialize it first, e.g. `dagster asset materialize -m "
+        f"churn_platform.definitions --select {asset_key.to_user_string()}"
+        + (f" --partition {key}`" if key else "`")
     )
-    metadata: dict[str, Any] = {"dagster/column_schema": schema}
+
+
+def _output_metadata(schema: pa.Schema, written: list[dict]) -> dict[str, Any]:
+    columns = [dg.TableColumn(name=f.name, type=str(f.type)) for f in schema]
+    metadata: dict[str, Any] = {"dagster/column_schema": dg.TableSchema(columns=columns)}
     if len(written) == 1:
         metadata["dagster/row_count"] = written[0]["rows"]
         metadata["bytes"] = written[0]["bytes"]
         metadata["uri"] = dg.MetadataValue.path(written[0]["uri"])
-        metadata["sha256"] = written[0]["sha256"]
+        if written[0]["sha256"]:
+            metadata["sha256"] = written[0]["sha256"]
         if written[0]["version"]:
             metadata["object_version"] = written[0]["version"]
     else:

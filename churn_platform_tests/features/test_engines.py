@@ -2,6 +2,7 @@
 
 import dagster as dg
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from dagster_pyspark import LazyPySparkResource
 from upath import UPath
@@ -9,15 +10,22 @@ from upath import UPath
 from churn_platform.crm.sentiment import score_ticket_sentiment
 from churn_platform.crm.tickets import normalize_tickets
 from churn_platform.definitions import build_definitions
-from churn_platform.features.activity import compute_daily_activity
+from churn_platform.features.activity import DAILY_ACTIVITY_SQL, compute_daily_activity
 from churn_platform.features.rolling import compute_customer_features
 from churn_platform.jobs import partition_range_tags
 from churn_platform.logs.parsing import parse_log_file
 from churn_platform.ml.labels import compute_churn_labels
 from churn_platform.settings import load_settings
 from churn_platform.sql_engine import DuckDBEngine, SparkEngine, spark_config
+from churn_platform.storage.connection import ObjectStoreConnection
+from churn_platform.storage.files import StorageError
+from churn_platform.storage.parquet_io_manager import ParquetIOManager
 from churn_platform.synthetic.generator import events_to_jsonl, generate
-from churn_platform_tests.conftest import START, generate_into
+from churn_platform_tests.conftest import S3_TEST_ENV, START, generate_into
+
+LOGS = dg.AssetKey(["raw", "interaction_logs"])
+ACTIVITY = dg.AssetKey(["features", "customer_daily_activity"])
+SPARK_METADATA = b"org.apache.spark.sql.parquet.row.metadata"  # in the footer of files Spark wrote
 
 pytestmark = pytest.mark.slow
 
@@ -39,6 +47,19 @@ def inputs():
     )
     sentiment = score_ticket_sentiment(normalize_tickets(data.tickets))
     return logs, sentiment
+
+
+def days(first: str, last: str) -> list[str]:
+    return pd.date_range(first, last).strftime("%Y-%m-%d").tolist()
+
+
+@pytest.fixture(scope="module")
+def warehouse(inputs, tmp_path_factory) -> ParquetIOManager:
+    """The logs stored as the platform stores them: one Parquet file per day."""
+    manager = ParquetIOManager(base_path=str(tmp_path_factory.mktemp("warehouse")))
+    logs, _ = inputs
+    manager.write_partitions(LOGS, sorted(logs["event_date"].astype(str).unique()), logs, "event_date")
+    return manager
 
 
 def same(left: pd.DataFrame, right: pd.DataFrame, keys: list[str]) -> None:
@@ -82,9 +103,110 @@ def test_the_engine_is_chosen_by_configuration_and_the_graph_stays_the_same(tmp_
         with dg.instance_for_test() as instance:
             assert defs.resolve_job_def("daily_ingestion_job").execute_in_process(
                 instance=instance, tags=partition_range_tags("2026-01-01", "2026-01-12")).success
+        footer = pq.read_schema(UPath(settings.warehouse_dir) / "features" / "customer_features" / "2026-01-12.parquet").metadata
+        assert (SPARK_METADATA in (footer or {})) == (engine == "spark")  # Spark wrote the warehouse itself
         outputs[engine] = {
             key: pd.read_parquet(UPath(settings.warehouse_dir) / "features" / key / "2026-01-12.parquet")
             for key in ("customer_daily_activity", "customer_features")
         }
     same(outputs["duckdb"]["customer_daily_activity"], outputs["spark"]["customer_daily_activity"], ["customer_id", "activity_date"])
     same(outputs["duckdb"]["customer_features"], outputs["spark"]["customer_features"], ["as_of_date", "customer_id"])
+
+
+def test_both_engines_scan_the_partition_files_themselves_and_agree(inputs, warehouse, spark_engine):
+    logs, sentiment = inputs
+    files = warehouse.partition_files(LOGS, days("2026-01-01", "2026-02-14"))
+    assert len(files.uris) == 45 and all(u.endswith(".parquet") for u in files.uris)
+    from_memory = compute_daily_activity(logs, sentiment, DuckDBEngine().run_sql)
+    assert len(from_memory) > 1000
+    same(compute_daily_activity(files, sentiment, DuckDBEngine().run_sql), from_memory, ["customer_id", "activity_date"])
+    same(compute_daily_activity(files, sentiment, spark_engine.run_sql), from_memory, ["customer_id", "activity_date"])
+
+
+def test_spark_writes_the_warehouse_itself_and_a_range_equals_day_by_day(inputs, warehouse, spark_engine, tmp_path):
+    _, sentiment = inputs
+    files = warehouse.partition_files(LOGS, days("2026-01-01", "2026-02-14"))
+    activity = spark_engine.query(DAILY_ACTIVITY_SQL,
+                                  {"logs": files, "sentiment": sentiment})
+    # One range write (as a single-run backfill does), then the same days one by one.
+    together = ParquetIOManager(base_path=str(tmp_path / "range"))
+    range_days = days("2026-01-01", "2026-02-14")
+    schema, written = together.write_partitions(ACTIVITY, range_days, activity, "activity_date")
+    assert [w["partition"] for w in written] == range_days and sum(w["rows"] for w in written) > 1000
+    assert "activity_date" in schema.names
+    apart = ParquetIOManager(base_path=str(tmp_path / "apart"))
+    for day in ["2026-01-20", "2026-02-14"]:
+        # The day computed on its own: its own log file and its own tickets.
+        one = spark_engine.query(DAILY_ACTIVITY_SQL, {
+            "logs": warehouse.partition_files(LOGS, [day]),
+            "sentiment": sentiment[sentiment["updated_date"].astype(str) == day],
+        })
+        _, [entry] = apart.write_partitions(ACTIVITY, [day], one, "activity_date")
+        assert entry["sha256"] and entry["rows"] > 0
+        range_file, day_file = together.path_for(ACTIVITY, day), apart.path_for(ACTIVITY, day)
+        assert SPARK_METADATA in pq.read_schema(range_file.path).metadata  # written by Spark, not the driver
+        # Rows sorted in the same order in both: the same table exactly, row for row.
+        pd.testing.assert_frame_equal(pd.read_parquet(range_file.path), pd.read_parquet(day_file.path), check_exact=True)
+    assert not list((tmp_path / "range" / "_staging").iterdir())  # staging cleaned up
+    # Spark and DuckDB wrote the same rows.
+    duck = ParquetIOManager(base_path=str(tmp_path / "duck"))
+    duck.write_partitions(ACTIVITY, range_days, compute_daily_activity(files, sentiment, DuckDBEngine().query), "activity_date")
+    for day in ["2026-01-01", "2026-02-14"]:
+        same(pd.read_parquet(duck.path_for(ACTIVITY, day).path), pd.read_parquet(together.path_for(ACTIVITY, day).path),
+             ["customer_id", "activity_date"])
+
+
+def test_spark_output_for_a_day_without_rows_is_an_empty_file_with_the_schema(warehouse, spark_engine, tmp_path):
+    manager = ParquetIOManager(base_path=str(tmp_path))
+    frame = spark_engine.query("SELECT customer_id, event_date FROM logs WHERE event_date = DATE '2026-01-03'",
+                               {"logs": warehouse.partition_files(LOGS, ["2026-01-03"])})
+    _, written = manager.write_partitions(LOGS, ["2026-01-02", "2026-01-03"], frame, "event_date")
+    assert [w["rows"] > 0 for w in written] == [False, True]
+    empty = pq.read_table(manager.path_for(LOGS, "2026-01-02").path)
+    assert empty.num_rows == 0 and empty.schema.names == ["customer_id", "event_date"]
+
+
+def test_spark_rows_outside_the_range_fail_and_nothing_is_written(warehouse, spark_engine, tmp_path):
+    manager = ParquetIOManager(base_path=str(tmp_path))
+    frame = spark_engine.query("SELECT customer_id, event_date FROM logs",
+                               {"logs": warehouse.partition_files(LOGS, ["2026-01-03", "2026-01-04"])})
+    with pytest.raises(StorageError, match=r"values outside the partitions being written: \['2026-01-04'\]"):
+        manager.write_partitions(LOGS, ["2026-01-03"], frame, "event_date")
+    assert not manager.path_for(LOGS, "2026-01-03").exists()
+    assert not list((tmp_path / "_staging").iterdir())
+
+
+def test_spark_without_a_connector_for_the_store_goes_through_the_driver(inputs, warehouse, spark_engine, s3_server,
+                                                                       monkeypatch):
+    """No hadoop-aws jar here (Maven is unreachable): S3 is read and written via Arrow, same result."""
+    for name, value in S3_TEST_ENV.items():
+        monkeypatch.setenv(name, value)
+    connection = ObjectStoreConnection(endpoint_url=s3_server.endpoint, region="us-east-1",
+                                       access_key_id="testing", secret_access_key="testing")
+    remote = ParquetIOManager(base_path=f"s3://{s3_server.new_bucket()}/warehouse", connection=connection)
+    logs, sentiment = inputs
+    remote.write_partitions(LOGS, days("2026-01-01", "2026-01-05"), logs[logs["event_date"].astype(str) <= "2026-01-05"],
+                            "event_date")
+    files = remote.partition_files(LOGS, days("2026-01-01", "2026-01-05"))
+    sentiment = sentiment[sentiment["updated_date"].astype(str) <= "2026-01-05"]
+    assert files.uris[0].startswith("s3://") and "testing" not in repr(files)
+    activity = spark_engine.query(DAILY_ACTIVITY_SQL,
+                                  {"logs": files, "sentiment": sentiment})
+    _, written = remote.write_partitions(ACTIVITY, days("2026-01-01", "2026-01-05"), activity, "activity_date")
+    assert len(written) == 5 and all(w["uri"].startswith("s3://") for w in written)
+    local = compute_daily_activity(warehouse.partition_files(LOGS, days("2026-01-01", "2026-01-05")), sentiment,
+                                   DuckDBEngine().run_sql)
+    stored = pd.concat([pd.read_parquet(remote.path_for(ACTIVITY, d).open("rb")) for d in days("2026-01-01", "2026-01-05")])
+    same(stored, local, ["customer_id", "activity_date"])
+
+
+def test_spark_settings_come_from_the_environment():
+    settings = load_settings({"CHURN_FEATURE_ENGINE": "spark", "CHURN_SPARK_MASTER": "spark://spark-master:7077",
+                              "CHURN_SPARK_SHUFFLE_PARTITIONS": "64", "CHURN_SPARK_DRIVER_MEMORY": "6g",
+                              "CHURN_SPARK_PACKAGES": "org.apache.hadoop:hadoop-aws:3.4.1"})
+    config = build_definitions(settings).resources["feature_engine"].pyspark.spark_config
+    assert {k: config[k] for k in ("spark.master", "spark.sql.shuffle.partitions", "spark.driver.memory",
+                                   "spark.jars.packages")} == {
+        "spark.master": "spark://spark-master:7077", "spark.sql.shuffle.partitions": "64",
+        "spark.driver.memory": "6g", "spark.jars.packages": "org.apache.hadoop:hadoop-aws:3.4.1"}
+    assert "spark.jars.packages" not in spark_config("local[2]", 2, "1g")  # nothing to fetch by default

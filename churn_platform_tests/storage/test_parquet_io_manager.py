@@ -147,3 +147,15 @@ def test_unpartitioned_assets_are_stored_by_key_path(tmp_path):
 
     dg.materialize([summary], resources={"io_manager": ParquetIOManager(base_path=str(tmp_path))})
     assert pd.read_parquet(tmp_path / "ml" / "summary.parquet")["a"].tolist() == [1]
+
+
+def test_engines_get_the_files_of_the_partitions_and_a_missing_one_is_named(tmp_path):
+    manager = ParquetIOManager(base_path=str(tmp_path))
+    key = dg.AssetKey(["raw", "things"])
+    frame = pd.DataFrame({"day": pd.to_datetime(["2026-01-01", "2026-01-02"]).date, "value": [1, 2]})
+    manager.write_partitions(key, ["2026-01-01", "2026-01-02"], frame, "day")
+    files = manager.partition_files(key, ["2026-01-01", "2026-01-02"])
+    assert files.uris == [str(tmp_path / "raw" / "things" / f"2026-01-0{d}.parquet") for d in (1, 2)]
+    assert files.read_arrow().column("value").to_pylist() == [1, 2]
+    with pytest.raises(StorageError, match="raw/things partition 2026-01-03 is not materialized: .*2026-01-03.parquet"):
+        manager.partition_files(key, ["2026-01-02", "2026-01-03"])

@@ -1,0 +1,51 @@
+"""Partition files handed to an engine to read itself, instead of a DataFrame loaded by Python.
+
+An asset input annotated ``ParquetFiles`` gets, from ParquetIOManager, the URIs of the upstream
+partitions (after checking they exist); DuckDB and Spark then scan the files directly, so the
+largest tables never pass through pandas or the Spark driver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from upath import UPath
+
+from churn_platform.storage.connection import ObjectStoreConnection
+
+
+def table_to_parquet(table: pa.Table) -> pa.Buffer:
+    """Parquet that pandas, DuckDB and Spark all read: microsecond timestamps (Spark 4 refuses ns)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, coerce_timestamps="us", allow_truncated_timestamps=True)
+    return sink.getvalue()
+
+
+@dataclass(frozen=True)
+class ParquetFiles:
+    """The Parquet files of some partitions of one asset, all with the asset's schema."""
+
+    asset: str
+    paths: tuple[UPath, ...]
+    # The object-store connection the paths were opened with (holds secrets: kept out of repr).
+    connection: Optional[ObjectStoreConnection] = field(default=None, repr=False, compare=False)
+
+    @property
+    def protocol(self) -> str:
+        protocol = self.paths[0].protocol if self.paths else ""
+        return "" if protocol in ("file", "local") else protocol
+
+    @property
+    def uris(self) -> list[str]:
+        """Plain paths locally, ``s3://`` / ``gs://`` URIs on object stores."""
+        return [p.path if not self.protocol else str(p) for p in self.paths]
+
+    def filesystem(self):  # noqa: ANN201 - an fsspec AbstractFileSystem
+        return self.paths[0].fs
+
+    def read_arrow(self) -> pa.Table:
+        """All files as one Arrow table (for engines that cannot reach the storage themselves)."""
+        return pa.concat_tables([pq.read_table(p.path, filesystem=p.fs) for p in self.paths])
