@@ -83,12 +83,12 @@ def write_partitions_with_spark(frame: Any, column: str, targets: dict[str, UPat
     from pyspark.sql import functions as F
 
     staging = staging_root / f"{uuid.uuid4().hex}"
-    (frame.withColumn(_PARTITION_DIR, F.date_format(F.col(column), "yyyy-MM-dd"))
-        .repartition(_PARTITION_DIR)
-        # Rows in column order (the key columns come first): the same file from any run or range.
-        .sortWithinPartitions(_PARTITION_DIR, *frame.columns)
-        .write.mode("overwrite").partitionBy(_PARTITION_DIR).parquet(spark_uri(staging)))
     try:
+        (frame.withColumn(_PARTITION_DIR, F.date_format(F.col(column), "yyyy-MM-dd"))
+            .repartition(_PARTITION_DIR)
+            # Rows in column order (the key columns come first): the same file from any run or range.
+            .sortWithinPartitions(_PARTITION_DIR, *frame.columns)
+            .write.mode("overwrite").partitionBy(_PARTITION_DIR).parquet(spark_uri(staging)))
         written = _staged_files(staging)
         unexpected = sorted(set(written) - set(targets))
         if unexpected:

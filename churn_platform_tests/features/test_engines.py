@@ -62,6 +62,12 @@ def warehouse(inputs, tmp_path_factory) -> ParquetIOManager:
     return manager
 
 
+def staging_left(warehouse_dir) -> list:
+    """What Spark's staging folder still holds after a write (it must be cleaned up)."""
+    staging = warehouse_dir / "_staging"
+    return list(staging.iterdir()) if staging.exists() else []
+
+
 def same(left: pd.DataFrame, right: pd.DataFrame, keys: list[str]) -> None:
     left = left.sort_values(keys).reset_index(drop=True)
     right = right.sort_values(keys).reset_index(drop=True)
@@ -147,7 +153,7 @@ def test_spark_writes_the_warehouse_itself_and_a_range_equals_day_by_day(inputs,
         assert SPARK_METADATA in pq.read_schema(range_file.path).metadata  # written by Spark, not the driver
         # Rows sorted in the same order in both: the same table exactly, row for row.
         pd.testing.assert_frame_equal(pd.read_parquet(range_file.path), pd.read_parquet(day_file.path), check_exact=True)
-    assert not list((tmp_path / "range" / "_staging").iterdir())  # staging cleaned up
+    assert not staging_left(tmp_path / "range")
     # Spark and DuckDB wrote the same rows.
     duck = ParquetIOManager(base_path=str(tmp_path / "duck"))
     duck.write_partitions(ACTIVITY, range_days, compute_daily_activity(files, sentiment, DuckDBEngine().query), "activity_date")
@@ -173,7 +179,7 @@ def test_spark_rows_outside_the_range_fail_and_nothing_is_written(warehouse, spa
     with pytest.raises(StorageError, match=r"values outside the partitions being written: \['2026-01-04'\]"):
         manager.write_partitions(LOGS, ["2026-01-03"], frame, "event_date")
     assert not manager.path_for(LOGS, "2026-01-03").exists()
-    assert not list((tmp_path / "_staging").iterdir())
+    assert not staging_left(tmp_path)
 
 
 def test_spark_without_a_connector_for_the_store_goes_through_the_driver(inputs, warehouse, spark_engine, s3_server,
@@ -210,3 +216,14 @@ def test_spark_settings_come_from_the_environment():
         "spark.master": "spark://spark-master:7077", "spark.sql.shuffle.partitions": "64",
         "spark.driver.memory": "6g", "spark.jars.packages": "org.apache.hadoop:hadoop-aws:3.4.1"}
     assert "spark.jars.packages" not in spark_config("local[2]", 2, "1g")  # nothing to fetch by default
+
+
+def test_a_spark_job_failing_mid_write_leaves_no_files_and_no_staging(warehouse, spark_engine, tmp_path):
+    manager = ParquetIOManager(base_path=str(tmp_path))
+    # Fails on the executors, while writing (Spark 4's ANSI casts refuse 'x' as an integer).
+    frame = spark_engine.query("SELECT event_date, CAST(CASE WHEN customer_id > 0 THEN 'x' END AS INT) AS broken FROM logs",
+                               {"logs": warehouse.partition_files(LOGS, ["2026-01-03"])})
+    with pytest.raises(StorageError, match="(?s)Spark could not write raw/interaction_logs under .*CAST_INVALID_INPUT.*re-run the range"):
+        manager.write_partitions(LOGS, ["2026-01-03"], frame, "event_date")
+    assert not manager.path_for(LOGS, "2026-01-03").exists()
+    assert not staging_left(tmp_path)
