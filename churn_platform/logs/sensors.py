@@ -7,7 +7,8 @@ file re-written under the same name (ETag/generation changes; dagster issue #228
 this case for a since-key cursor) changes the fingerprint, and the run key
 ``<date>:<fingerprint>`` makes Dagster start one run per distinct state, however many ticks saw
 it. A day is requested once its newest file is ``quiet_seconds`` old, so files uploaded together
-make one run, not one per tick that caught part of the upload. Nothing compares timestamps, so files
+make one run, not one per tick that caught part of the upload; a tick that finds a day still
+settling waits out the rest of the quiet period and looks again, instead of a whole interval. Nothing compares timestamps, so files
 written in the same second as the last tick are not lost (``get_objects``'s strict ``>`` on
 one-second LastModified values would lose them).
 """
@@ -16,7 +17,7 @@ import datetime as dt
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dagster as dg
 
@@ -24,10 +25,12 @@ from churn_platform.logs.assets import FINGERPRINTS_METADATA, INTERACTION_LOGS_K
 from churn_platform.logs.landing_zone import LandingZone, fingerprint
 from churn_platform.partitions import daily_partitions
 
+
 @dataclass(frozen=True)
 class LandingChanges:
     changed: dict[str, str]  # date -> new fingerprint, for days whose files changed
     cursor: dict[str, str]  # date -> fingerprint, for every day in the window that has files
+    settling: dict[str, float] = field(default_factory=dict)  # date -> seconds until its files are quiet
 
 
 def days_to_watch(now: dt.datetime, lookback_days: int) -> list[str]:
@@ -41,20 +44,22 @@ def detect_changes(landing_zone: LandingZone, days: Sequence[str], cursor: dict[
     whose newest file is younger than ``quiet_seconds`` is still arriving: it keeps its old cursor
     entry and is looked at again next tick, so a burst of files makes one run, not one per tick."""
     now = time.time() if now is None else now
-    changed, current = {}, {}
+    changed, current, settling = {}, {}, {}
     for day in days:
         files = landing_zone.list_day(day)
         if not files:
             continue
         day_fingerprint = fingerprint(files)
+        quiet_in = quiet_seconds - (now - max(f.modified for f in files))
         if cursor.get(day) == day_fingerprint:
             current[day] = day_fingerprint
-        elif now - max(f.modified for f in files) < quiet_seconds:
+        elif quiet_in > 0:
+            settling[day] = quiet_in
             if day in cursor:
                 current[day] = cursor[day]
         else:
             changed[day] = current[day] = day_fingerprint
-    return LandingChanges(changed, current)
+    return LandingChanges(changed, current, settling)
 
 
 def already_materialized(instance: dg.DagsterInstance, day: str, day_fingerprint: str) -> bool:
@@ -87,6 +92,12 @@ def build_landing_sensor(minimum_interval_seconds: int, lookback_days: int, quie
         cursor = json.loads(context.cursor) if context.cursor else {}
         days = days_to_watch(dt.datetime.now(dt.timezone.utc), lookback_days)
         changes = detect_changes(landing_zone, days, cursor, quiet_seconds=quiet_seconds)
+        if changes.settling:
+            # Files are still arriving: wait out the quiet period (at most quiet_seconds) in this
+            # tick and look again, rather than leaving the day for the next tick, a whole interval
+            # later. A file landing meanwhile restarts the wait, for the next tick.
+            time.sleep(max(changes.settling.values()))
+            changes = detect_changes(landing_zone, days, cursor, quiet_seconds=quiet_seconds)
         requests = [
             dg.RunRequest(
                 run_key=f"{day}:{day_fingerprint[:16]}", partition_key=day, asset_selection=[INTERACTION_LOGS_KEY],

@@ -69,6 +69,7 @@ def test_changes_are_per_day_and_each_state_counts_once(platform):
     zone.write_file(YESTERDAY, "part-3.jsonl", event_line(YESTERDAY, 3))
     arriving = detect_changes(zone, days, second.cursor, quiet_seconds=3600)
     assert arriving.changed == {} and arriving.cursor == second.cursor
+    assert list(arriving.settling) == [YESTERDAY] and 3500 < arriving.settling[YESTERDAY] <= 3600
     second = detect_changes(zone, days, second.cursor, now=time.time() + 3600, quiet_seconds=3600)
     assert list(second.changed) == [YESTERDAY]
 
@@ -119,3 +120,17 @@ def test_s3_listing_pages_through_a_day_with_more_than_a_thousand_files(s3_serve
         client.put_object(Bucket=bucket, Key=f"{prefix}/interaction_logs/date={YESTERDAY}/f{n:05d}.jsonl", Body=b"{}\n")
     files = zone.list_day(YESTERDAY)
     assert len(files) == 1205 and len({f.version for f in files}) == 1  # same bytes, same ETag
+
+
+def test_a_tick_that_catches_files_still_arriving_waits_out_the_quiet_period(platform):
+    settings, zone = platform
+    defs = build_definitions(dataclasses.replace(settings, landing_quiet_seconds=2))
+    sensor = defs.resolve_sensor_def("interaction_logs_landing_sensor")
+    zone.write_file(YESTERDAY, "part-0.jsonl", event_line(YESTERDAY, 0))
+    with dg.instance_for_test() as instance:
+        started = time.monotonic()
+        result = evaluate(sensor, instance, zone)  # the file is brand new: not quiet yet
+        waited = time.monotonic() - started
+    # Requested in this very tick, after waiting for the quiet period (not a whole interval later).
+    assert [r.partition_key for r in result.run_requests] == [YESTERDAY]
+    assert 1.0 < waited < 5
