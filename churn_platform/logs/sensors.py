@@ -8,9 +8,9 @@ this case for a since-key cursor) changes the fingerprint, and the run key
 ``<date>:<fingerprint>`` makes Dagster start one run per distinct state, however many ticks saw
 it. A day is requested once its newest file is ``quiet_seconds`` old, so files uploaded together
 make one run, not one per tick that caught part of the upload; a tick that finds a day still
-settling waits out the rest of the quiet period and looks again, instead of a whole interval. Nothing compares timestamps, so files
-written in the same second as the last tick are not lost (``get_objects``'s strict ``>`` on
-one-second LastModified values would lose them).
+settling waits out the rest of the quiet period and looks again, instead of a whole interval.
+Nothing compares timestamps, so files written in the same second as the last tick are not lost
+(``get_objects``'s strict ``>`` on one-second LastModified values would lose them).
 """
 
 import datetime as dt
