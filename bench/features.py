@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench._common import write_results  # noqa: E402
+from bench._common import write_results
 
 EVENT_TYPES = np.array(["login", "page_view", "feature_use", "support_visit", "purchase", "cancel_subscription"])
 EVENT_P = np.array([0.2, 0.45, 0.25, 0.05, 0.049, 0.001])
@@ -75,7 +75,7 @@ def load_inputs(directory: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return logs, pq.read_table(directory / "sentiment.parquet").to_pandas()
 
 
-def log_files(directory: Path):  # noqa: ANN201
+def log_files(directory: Path):
     """The day files as ParquetIOManager hands them to the feature asset."""
     from upath import UPath
 
@@ -253,8 +253,8 @@ def main() -> None:
             ("2. platform on Spark local[2], warm", "platform_spark", "seconds"),
             (f"2. the same, plus Spark writing the {args.days} day files itself", "platform_spark", "with_write_seconds"),
             ("2. platform on Spark local[2], cold (incl. session start)", "platform_spark", "cold_seconds")]
-    lines = [f"Daily-activity aggregation of {events:,} events into per-customer-per-day rows "
-             f"({results['platform_duckdb']['rows']:,} rows):", "",
+    lines = [(f"Daily-activity aggregation of {events:,} events into per-customer-per-day rows "
+              f"({results['platform_duckdb']['rows']:,} rows):"), "",
              "| case | seconds | events/s | x floor | peak RSS (MB) |", "|---|---|---|---|---|"]
     for label, case, field in rows:
         seconds = results[case][field]

@@ -11,7 +11,7 @@ engine's own result (Arrow, or a lazy Spark DataFrame that Spark writes to the w
 
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any, Union
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -24,7 +24,7 @@ from churn_platform.storage.parquet_files import ParquetFiles
 from churn_platform.storage.spark_files import spark_can_access, spark_uri
 
 # A table the feature SQL reads: rows in memory, or partition files the engine scans itself.
-Table = Union[pd.DataFrame, ParquetFiles]
+Table = pd.DataFrame | ParquetFiles
 # A function running a DuckDB-dialect query over named tables: what the feature code needs. It
 # returns pandas (``run_sql``) or the engine's own result for ParquetIOManager to write (``query``).
 SqlRunner = Callable[[str, dict[str, Table]], Any]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
 from churn_platform.settings import FEATURE_WINDOW_DAYS
-from typing import Any
-
 from churn_platform.sql_engine import MONEY, SCORE, SqlRunner, Table, run_duckdb
 
 SHORT_WINDOW_DAYS = 7

@@ -8,10 +8,10 @@ largest tables never pass through pandas or the Spark driver.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fsspec import AbstractFileSystem
 from upath import UPath
 
 from churn_platform.storage.connection import ObjectStoreConnection
@@ -31,7 +31,7 @@ class ParquetFiles:
     asset: str
     paths: tuple[UPath, ...]
     # The object-store connection the paths were opened with (holds secrets: kept out of repr).
-    connection: Optional[ObjectStoreConnection] = field(default=None, repr=False, compare=False)
+    connection: ObjectStoreConnection | None = field(default=None, repr=False, compare=False)
 
     @property
     def protocol(self) -> str:
@@ -43,7 +43,8 @@ class ParquetFiles:
         """Plain paths locally, ``s3://`` / ``gs://`` URIs on object stores."""
         return [p.path if not self.protocol else str(p) for p in self.paths]
 
-    def filesystem(self):  # noqa: ANN201 - an fsspec AbstractFileSystem
+    def filesystem(self) -> AbstractFileSystem:
+        """The configured fsspec client of the paths (s3fs, gcsfs or local)."""
         return self.paths[0].fs
 
     def read_arrow(self) -> pa.Table:

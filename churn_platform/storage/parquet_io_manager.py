@@ -101,8 +101,8 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata(_output_metadata(schema, written))
 
     def write_partitions(
-        self, asset_key: dg.AssetKey, keys: Sequence[Optional[str]], obj: Any, column: Optional[str] = None,
-        log: Optional[logging.Logger] = None,
+        self, asset_key: dg.AssetKey, keys: Sequence[str | None], obj: Any, column: str | None = None,
+        log: logging.Logger | None = None,
     ) -> tuple[pa.Schema, list[dict]]:
         """Store an output (pandas, Arrow or Spark DataFrame) as one file per partition key.
 
@@ -198,7 +198,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         result.attrs["source_files"] = sources
         return result
 
-    def partition_files(self, asset_key: dg.AssetKey, keys: Sequence[Optional[str]]) -> ParquetFiles:
+    def partition_files(self, asset_key: dg.AssetKey, keys: Sequence[str | None]) -> ParquetFiles:
         """The files of these partitions, for an engine to scan itself; all must exist."""
         paths = [self.path_for(asset_key, key) for key in keys]
         folder = paths[0].parent
@@ -217,7 +217,7 @@ def _is_spark_frame(obj: Any) -> bool:
     return type(obj).__module__.startswith("pyspark.sql")
 
 
-def _not_materialized(asset_key: dg.AssetKey, key: Optional[str], path: UPath) -> StorageError:
+def _not_materialized(asset_key: dg.AssetKey, key: str | None, path: UPath) -> StorageError:
     where = f" partition {key}" if key else ""
     return StorageError(
         f"{asset_key.to_user_string()}{where} is not materialized: {uri_of(path)} does "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Any, Optional
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -37,7 +37,7 @@ def spark_uri(path: UPath) -> str:
     return f"file://{path.path}" if scheme == "file" else f"{scheme}://{path.path}"
 
 
-def hadoop_options(connection: Optional[ObjectStoreConnection], protocol: str) -> dict[str, str]:
+def hadoop_options(connection: ObjectStoreConnection | None, protocol: str) -> dict[str, str]:
     """The connection's endpoint and credentials as Hadoop s3a settings (gs: endpoint only)."""
     if connection is None:
         return {}
@@ -55,7 +55,7 @@ def hadoop_options(connection: Optional[ObjectStoreConnection], protocol: str) -
     return {}
 
 
-def spark_can_access(spark: Any, path: UPath, connection: Optional[ObjectStoreConnection] = None) -> bool:
+def spark_can_access(spark: Any, path: UPath, connection: ObjectStoreConnection | None = None) -> bool:
     """Whether this Spark session has a Hadoop FileSystem for the path (and configure it if so)."""
     scheme = _SPARK_SCHEMES.get(_protocol(path))
     if scheme is None:
@@ -65,7 +65,7 @@ def spark_can_access(spark: Any, path: UPath, connection: Optional[ObjectStoreCo
     hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()
     try:
         spark.sparkContext._jvm.org.apache.hadoop.fs.FileSystem.getFileSystemClass(scheme, hadoop_conf)
-    except Exception:  # py4j wraps the JVM's "No FileSystem for scheme"
+    except Exception:  # noqa: BLE001 - py4j wraps the JVM's "No FileSystem for scheme"
         return False
     for key, value in hadoop_options(connection, _protocol(path)).items():
         hadoop_conf.set(key, value)
