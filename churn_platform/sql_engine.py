@@ -55,7 +55,7 @@ class DuckDBEngine(FeatureEngine):
         return query_duckdb(sql, tables, self.threads)
 
     def run_sql(self, sql: str, tables: dict[str, Table]) -> pd.DataFrame:
-        return query_duckdb(sql, tables, self.threads).to_pandas()
+        return run_duckdb(sql, tables, self.threads)
 
 
 def query_duckdb(sql: str, tables: dict[str, Table], threads: int = 2) -> pa.Table:

@@ -32,9 +32,14 @@ def validate_partition_key(key: str) -> str:
     return key
 
 
+def protocol_of(path: UPath) -> str:
+    """The object-store protocol of a path (``s3``, ``gs``, ...), or ``""`` for local disk."""
+    return "" if path.protocol in ("", "file", "local") else path.protocol
+
+
 def uri_of(path: UPath) -> str:
     """How a path is shown and recorded: a plain absolute path locally, a URI on object stores."""
-    return path.path if path.protocol in ("", "file", "local") else str(path)
+    return str(path) if protocol_of(path) else path.path
 
 
 def _remote_error(path: UPath, action: str, exc: Exception) -> StorageError:
@@ -56,7 +61,7 @@ def write_bytes_atomic(path: UPath, data: bytes | memoryview) -> None:
     Local files: write a temporary file in the same directory, then rename over the target.
     Object stores: a single PUT (or a completed multipart upload) is already all-or-nothing.
     """
-    if path.protocol in ("", "file", "local"):
+    if not protocol_of(path):
         target = path.path
         directory = os.path.dirname(target)
         os.makedirs(directory, exist_ok=True)
@@ -80,7 +85,7 @@ def write_bytes_atomic(path: UPath, data: bytes | memoryview) -> None:
 
 def object_version(path: UPath) -> str | None:
     """The object's version where the store keeps versions (S3 VersionId, GCS generation)."""
-    if path.protocol in ("", "file", "local"):
+    if not protocol_of(path):
         return None
     info = path.fs.info(path.path)
     version = info.get("VersionId") or info.get("generation")
@@ -93,6 +98,6 @@ def read_bytes(path: UPath) -> bytes:
     except FileNotFoundError as exc:
         raise StorageError(f"{uri_of(path)} does not exist") from exc
     except Exception as exc:
-        if path.protocol in ("", "file", "local"):
+        if not protocol_of(path):
             raise
         raise _remote_error(path, "read", exc) from exc

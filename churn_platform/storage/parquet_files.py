@@ -15,6 +15,7 @@ from fsspec import AbstractFileSystem
 from upath import UPath
 
 from churn_platform.storage.connection import ObjectStoreConnection
+from churn_platform.storage.files import protocol_of, uri_of
 
 
 def table_to_parquet(table: pa.Table) -> pa.Buffer:
@@ -35,13 +36,13 @@ class ParquetFiles:
 
     @property
     def protocol(self) -> str:
-        protocol = self.paths[0].protocol if self.paths else ""
-        return "" if protocol in ("file", "local") else protocol
+        """``s3``, ``gs``, ... or ``""`` for local disk."""
+        return protocol_of(self.paths[0]) if self.paths else ""
 
     @property
     def uris(self) -> list[str]:
         """Plain paths locally, ``s3://`` / ``gs://`` URIs on object stores."""
-        return [p.path if not self.protocol else str(p) for p in self.paths]
+        return [uri_of(p) for p in self.paths]
 
     def filesystem(self) -> AbstractFileSystem:
         """The configured fsspec client of the paths (s3fs, gcsfs or local)."""

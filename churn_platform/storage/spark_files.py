@@ -16,22 +16,18 @@ import pyarrow.parquet as pq
 from upath import UPath
 
 from churn_platform.storage.connection import GCS_PROTOCOLS, S3_PROTOCOLS, ObjectStoreConnection
-from churn_platform.storage.files import StorageError, uri_of, write_bytes_atomic
+from churn_platform.storage.files import StorageError, protocol_of, uri_of, write_bytes_atomic
 from churn_platform.storage.parquet_files import table_to_parquet
 
 # Hadoop FileSystem scheme Spark uses for each fsspec protocol.
-_SPARK_SCHEMES = {"": "file", "file": "file", "local": "file", **{p: "s3a" for p in S3_PROTOCOLS},
+_SPARK_SCHEMES = {"": "file", **{p: "s3a" for p in S3_PROTOCOLS},
                   **{p: "gs" for p in GCS_PROTOCOLS}}
 _PARTITION_DIR = "_churn_partition"
 
 
-def _protocol(path: UPath) -> str:
-    return "" if path.protocol in ("file", "local") else path.protocol
-
-
 def spark_uri(path: UPath) -> str:
     """How Spark names a warehouse path: file:///..., s3a://bucket/..., gs://bucket/..."""
-    scheme = _SPARK_SCHEMES.get(_protocol(path))
+    scheme = _SPARK_SCHEMES.get(protocol_of(path))
     if scheme is None:
         raise StorageError(f"Spark cannot address {uri_of(path)}: unsupported protocol {path.protocol!r}")
     return f"file://{path.path}" if scheme == "file" else f"{scheme}://{path.path}"
@@ -57,7 +53,7 @@ def hadoop_options(connection: ObjectStoreConnection | None, protocol: str) -> d
 
 def spark_can_access(spark: Any, path: UPath, connection: ObjectStoreConnection | None = None) -> bool:
     """Whether this Spark session has a Hadoop FileSystem for the path (and configure it if so)."""
-    scheme = _SPARK_SCHEMES.get(_protocol(path))
+    scheme = _SPARK_SCHEMES.get(protocol_of(path))
     if scheme is None:
         return False
     if scheme == "file":
@@ -67,7 +63,7 @@ def spark_can_access(spark: Any, path: UPath, connection: ObjectStoreConnection 
         spark.sparkContext._jvm.org.apache.hadoop.fs.FileSystem.getFileSystemClass(scheme, hadoop_conf)
     except Exception:  # noqa: BLE001 - py4j wraps the JVM's "No FileSystem for scheme"
         return False
-    for key, value in hadoop_options(connection, _protocol(path)).items():
+    for key, value in hadoop_options(connection, protocol_of(path)).items():
         hadoop_conf.set(key, value)
     return True
 
@@ -117,7 +113,7 @@ def _staged_files(staging: UPath) -> dict[str, list[UPath]]:
 def _place(parts: list[UPath], target: UPath, schema: pa.Schema) -> None:
     """Put one partition's staged output at its final path, atomically per file."""
     if len(parts) == 1:
-        if _protocol(target):
+        if protocol_of(target):
             target.fs.mv(parts[0].path, target.path)  # server-side copy: the object appears whole
         else:
             os.makedirs(os.path.dirname(target.path), exist_ok=True)
