@@ -33,6 +33,7 @@ setup(
         "mlflow>=3.0",
         "pydantic>=2",
         "universal-pathlib>=0.2",
+        "fsspec>=2024.6",  # imported directly (ParquetFiles hands its filesystem to DuckDB)
         "s3fs>=2024.6",
         "gcsfs>=2024.6",
         "vaderSentiment>=3.3.2",
