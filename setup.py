@@ -52,5 +52,5 @@ setup(
             "gcp-storage-emulator>=2024.8",
         ],
     },
-    entry_points={"console_scripts": ["churn-platform=churn_platform.cli:main"]},
+    entry_points={"console_scripts": ["churn-platform=churn_platform.cli.main:main"]},
 )

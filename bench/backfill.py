@@ -41,12 +41,12 @@ def main() -> None:
     import dagster as dg
     from dagster._core.instance.ref import InstanceRef
 
-    from churn_platform.backfills import launch_backfill, wait_for_backfill
+    from churn_platform.orchestration.backfills import launch_backfill, wait_for_backfill
     from churn_platform.resources import build_resources
     from churn_platform.settings import load_settings
     from churn_platform.synthetic.generator import generate
     from churn_platform.synthetic.writer import write_generated
-    from churn_platform_tests.stack import BIN, DagsterDev, wait_until
+    from churn_platform_tests.support.stack import BIN, DagsterDev, wait_until
 
     days = max(sizes)
     last = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
@@ -56,13 +56,16 @@ def main() -> None:
     settings = load_settings(env)
     zone = build_resources(settings, env)["landing_zone"]
     stats = write_generated(generate(first, days=days, customers=args.customers, seed=2), zone,
-                            settings.crm_export_path, None)
+                            settings.storage.crm_export_path, None)
     print(f"generated {days} days for {args.customers} customers: {stats}", flush=True)
 
     dev = DagsterDev(root / "dagster_home", env).start()
     instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(dev.home)))
-    from churn_platform.definitions import ALL_ASSETS  # noqa: E402 - after the environment is known
-    keys = [k for a in ALL_ASSETS for k, g in a.group_names_by_key.items() if g in GROUPS]
+    from churn_platform.definitions import build_assets
+    from churn_platform.orchestration.partitions import build_partitions
+
+    assets = build_assets(build_partitions(settings))
+    keys = [k for a in assets for k, g in a.group_names_by_key.items() if g in GROUPS]
     results = []
     try:
         for size in sizes:

@@ -97,11 +97,11 @@ def write_activity(directory: Path, result: object) -> None:
 
 def case_platform_duckdb(directory: Path) -> dict:
     from churn_platform.features.activity import compute_daily_activity
-    from churn_platform.sql_engine import DuckDBEngine
+    from churn_platform.engines.duckdb import DuckDBEngine
 
     started = time.perf_counter()
     sentiment = pq.read_table(directory / "sentiment.parquet").to_pandas()
-    result = compute_daily_activity(log_files(directory), sentiment, DuckDBEngine().query)
+    result = compute_daily_activity(log_files(directory), sentiment, DuckDBEngine().query_table)
     computed = time.perf_counter() - started
     write_activity(directory, result)
     return {"seconds": computed, "with_write_seconds": time.perf_counter() - started,
@@ -111,11 +111,11 @@ def case_platform_duckdb(directory: Path) -> dict:
 def case_platform_duckdb_via_pandas(directory: Path) -> dict:
     """The previous path, for comparison: the partitions loaded into pandas first, then DuckDB."""
     from churn_platform.features.activity import compute_daily_activity
-    from churn_platform.sql_engine import DuckDBEngine
+    from churn_platform.engines.duckdb import DuckDBEngine
 
     started = time.perf_counter()
     logs, sentiment = load_inputs(directory)
-    rows = len(compute_daily_activity(logs, sentiment, DuckDBEngine().run_sql))
+    rows = len(compute_daily_activity(logs, sentiment, DuckDBEngine().query_pandas))
     return {"seconds": time.perf_counter() - started, "rows": rows, "events": len(logs)}
 
 
@@ -123,7 +123,7 @@ def case_platform_spark(directory: Path) -> dict:
     from dagster_pyspark import LazyPySparkResource
 
     from churn_platform.features.activity import compute_daily_activity
-    from churn_platform.sql_engine import SparkEngine, spark_config
+    from churn_platform.engines.spark import SparkEngine, spark_config
 
     jvm_peak = watch_child_memory()
     started = time.perf_counter()

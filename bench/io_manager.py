@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench._common import best_of, write_results  # noqa: E402
 from churn_platform.storage.connection import ObjectStoreConnection, open_path  # noqa: E402
 from churn_platform.storage.parquet_io_manager import ParquetIOManager  # noqa: E402
-from churn_platform_tests import servers  # noqa: E402
+from churn_platform_tests.support import servers  # noqa: E402
 
 KEY = dg.AssetKey(["raw", "interaction_logs"])
 PARTITION = "2026-01-15"

@@ -37,7 +37,7 @@ def latency(samples: int, customers: int) -> dict:
     from churn_platform.settings import load_settings
     from churn_platform.synthetic.generator import generate
     from churn_platform.synthetic.writer import write_generated
-    from churn_platform_tests.stack import DagsterDev, wait_until
+    from churn_platform_tests.support.stack import DagsterDev, wait_until
 
     today = dt.datetime.now(dt.timezone.utc).date()
     first = today - dt.timedelta(days=samples)
@@ -46,7 +46,7 @@ def latency(samples: int, customers: int) -> dict:
            "CHURN_AUTOMATION_RUNNING": "1", "CHURN_LANDING_LOOKBACK_DAYS": str(samples + 1)}
     settings = load_settings(env)
     zone = build_resources(settings, env)["landing_zone"]
-    write_generated(generate(first, days=samples, customers=customers, seed=1), zone, settings.crm_export_path, None)
+    write_generated(generate(first, days=samples, customers=customers, seed=1), zone, settings.storage.crm_export_path, None)
     held = {}
     for n in range(samples):  # everything lands during the measurement
         day = (first + dt.timedelta(days=n)).isoformat()
@@ -82,7 +82,7 @@ def latency(samples: int, customers: int) -> dict:
         stage: {"p50": statistics.median(r[stage] for r in rows), "p95": percentile([r[stage] for r in rows], 0.95)}
         for stage in ("requested", "started", "materialized")
     }
-    return {"interval_seconds": settings.landing_sensor_interval_seconds, "quiet_seconds": settings.landing_quiet_seconds,
+    return {"interval_seconds": settings.automation.landing_sensor_interval_seconds, "quiet_seconds": settings.automation.landing_quiet_seconds,
             "samples": rows, "summary": summary}
 
 
@@ -94,7 +94,7 @@ def tick_cost(objects_per_day: int, days_list: list[int], lookback: int) -> list
     from churn_platform.logs.sensors import detect_changes
     from churn_platform.resources import build_resources
     from churn_platform.settings import load_settings
-    from churn_platform_tests.servers import start_s3
+    from churn_platform_tests.support.servers import start_s3
 
     for name, value in {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1"}.items():
         os.environ.setdefault(name, value)
@@ -107,7 +107,7 @@ def tick_cost(objects_per_day: int, days_list: list[int], lookback: int) -> list
                "CHURN_S3_ENDPOINT_URL": server.endpoint, "AWS_REGION": "us-east-1"}
         settings = load_settings(env)
         zone = build_resources(settings, env)["landing_zone"]
-        prefix = settings.landing_dir.removeprefix(f"s3://{bucket}/") + "/interaction_logs/"
+        prefix = settings.storage.landing_dir.removeprefix(f"s3://{bucket}/") + "/interaction_logs/"
         end = dt.date(2026, 6, 30)
         written = 0
         for total_days in days_list:

@@ -7,8 +7,8 @@ import dagster as dg
 import pytest
 
 from churn_platform.definitions import build_definitions
-from churn_platform.partitions import daily_partitions, labelled_partitions
-from churn_platform.schedules import newest_closed_partition
+from churn_platform.orchestration.partitions import build_partitions
+from churn_platform.orchestration.schedules import newest_closed_partition
 from churn_platform.settings import SettingsError, load_settings
 
 AUTOMATED = ["enriched/ticket_sentiment", "features/customer_daily_activity", "features/customer_features",
@@ -56,9 +56,10 @@ def test_bad_automation_settings_are_refused_by_name(env, message):
 def test_schedules_request_the_newest_closed_partition_at_their_tick():
     tick = dt.datetime(2026, 3, 10, 1, 0, tzinfo=dt.timezone.utc)
     context = dg.build_schedule_context(scheduled_execution_time=tick)
-    assert newest_closed_partition(daily_partitions, context) == "2026-03-09"
+    partitions = build_partitions(load_settings({}))
+    assert newest_closed_partition(partitions.daily, context) == "2026-03-09"
     # Labels need 30 days after the as-of date.
-    assert newest_closed_partition(labelled_partitions, context) == "2026-02-07"
+    assert newest_closed_partition(partitions.labelled, context) == "2026-02-07"
     schedule = definitions().get_repository_def().get_schedule_def("daily_ingestion_schedule")
     request = schedule(context)
     assert request.partition_key == "2026-03-09" and request.run_key == "2026-03-09"

@@ -22,9 +22,9 @@ from churn_platform.resources import build_resources
 from churn_platform.settings import LABEL_HORIZON_DAYS, load_settings
 from churn_platform.synthetic.generator import generate
 from churn_platform.synthetic.writer import write_generated
-from churn_platform_tests.conftest import S3_TEST_ENV
-from churn_platform_tests.servers import WebhookReceiver
-from churn_platform_tests.stack import BIN, DagsterDev, run_seed, wait_until
+from churn_platform_tests.support.data import S3_TEST_ENV
+from churn_platform_tests.support.servers import WebhookReceiver
+from churn_platform_tests.support.stack import BIN, DagsterDev, run_seed, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -85,14 +85,14 @@ def _deployment(s3_server, tmp_path_factory):
     settings = load_settings(env)
     data = generate(FIRST, days=DAYS, customers=CUSTOMERS, seed=11)
     zone = build_resources(settings, env)["landing_zone"]
-    write_generated(data, zone, settings.crm_export_path, zone.connection)
+    write_generated(data, zone, settings.storage.crm_export_path, zone.connection)
     # Hold back the newest day's log files: the test lands them itself.
     held = {}
     for path in zone.files_for(LAST.isoformat()):
         held[path.name] = path.read_text()
         path.unlink()
 
-    simulator = ZendeskSimulator(read_export(settings.crm_export_path, zone.connection), email=EMAIL, api_token=TOKEN).start()
+    simulator = ZendeskSimulator(read_export(settings.storage.crm_export_path, zone.connection), email=EMAIL, api_token=TOKEN).start()
     webhook = WebhookReceiver()
     env.update({"CHURN_CRM_URL": simulator.url, "SLACK_WEBHOOK_URL": webhook.url})
     dev = DagsterDev(root / "dagster_home", env)

@@ -5,7 +5,7 @@ import json
 import dagster as dg
 from upath import UPath
 
-from churn_platform.jobs import partition_range_tags
+from churn_platform.orchestration.run_tags import partition_range_tags
 from churn_platform.storage.files import sha256_hex
 
 LOGS = dg.AssetKey(["raw", "interaction_logs"])
@@ -33,11 +33,11 @@ def error_of(result) -> str:
 
 
 def landing_file(platform, day=DAY):
-    return UPath(platform.settings.landing_dir) / "interaction_logs" / f"date={day}" / "events-pm.jsonl"
+    return UPath(platform.settings.storage.landing_dir) / "interaction_logs" / f"date={day}" / "events-pm.jsonl"
 
 
 def output_file(platform, day=DAY):
-    return UPath(platform.settings.warehouse_dir) / "raw" / "interaction_logs" / f"{day}.parquet"
+    return UPath(platform.settings.storage.warehouse_dir) / "raw" / "interaction_logs" / f"{day}.parquet"
 
 
 def test_malformed_line_fails_naming_file_and_line_and_writes_nothing(small_platform):
@@ -87,7 +87,7 @@ def test_labels_refuse_to_run_before_their_30_future_days_exist(small_platform):
     result = run_job(small_platform, "labels_job", "2026-01-01")
     assert not result.success
     assert "features/customer_daily_activity partition 2026-01-21 is not materialized" in error_of(result)
-    assert not (UPath(small_platform.settings.warehouse_dir) / "ml" / "churn_labels").exists()
+    assert not (UPath(small_platform.settings.storage.warehouse_dir) / "ml" / "churn_labels").exists()
 
 
 def test_scoring_without_a_model_says_to_train_one(small_platform):

@@ -36,7 +36,7 @@ def test_generate_writes_the_landing_zone_and_crm_export(tmp_path):
 def test_crm_simulator_command_serves_the_export(tmp_path):
     import httpx
 
-    from churn_platform_tests.servers import free_port, wait_for_port
+    from churn_platform_tests.support.servers import free_port, wait_for_port
 
     env = {**os.environ, "CHURN_DATA_DIR": str(tmp_path), "ZENDESK_OAUTH_TOKEN": "tok"}
     subprocess.run([CLI, "generate", "--days", "3", "--customers", "200", "--seed", "1"], env=env, check=True,

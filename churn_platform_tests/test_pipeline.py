@@ -8,10 +8,10 @@ import pytest
 from upath import UPath
 
 from churn_platform.definitions import build_definitions
-from churn_platform.demo import DemoPlan, run_demo
+from churn_platform.cli.demo import DemoPlan, run_demo
 from churn_platform.ml.training import ChurnModel
 from churn_platform.storage.files import sha256_hex
-from churn_platform_tests.conftest import START, generate_into, settings_for
+from churn_platform_tests.support.data import START, generate_into, settings_for
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,7 @@ def latest(instance, key, partition=None):
 
 
 def table(settings, key, partition):
-    return pd.read_parquet(f"{settings.warehouse_dir}/{key}/{partition}.parquet")
+    return pd.read_parquet(f"{settings.storage.warehouse_dir}/{key}/{partition}.parquet")
 
 
 def test_every_asset_is_materialized_for_the_planned_partitions(demo):
@@ -56,10 +56,10 @@ def test_every_asset_is_materialized_for_the_planned_partitions(demo):
 
 def test_row_counts_match_the_generated_data(demo):
     settings, _, _, plan, stats = demo
-    logs = pd.concat(pd.read_parquet(p) for p in sorted(UPath(settings.warehouse_dir, ).joinpath("raw", "interaction_logs").iterdir()))
+    logs = pd.concat(pd.read_parquet(p) for p in sorted(UPath(settings.storage.warehouse_dir, ).joinpath("raw", "interaction_logs").iterdir()))
     assert len(logs) == stats["events"]
-    tickets = pd.concat(pd.read_parquet(p) for p in UPath(settings.warehouse_dir).joinpath("raw", "crm_tickets").iterdir())
-    sentiment = pd.concat(pd.read_parquet(p) for p in UPath(settings.warehouse_dir).joinpath("enriched", "ticket_sentiment").iterdir())
+    tickets = pd.concat(pd.read_parquet(p) for p in UPath(settings.storage.warehouse_dir).joinpath("raw", "crm_tickets").iterdir())
+    sentiment = pd.concat(pd.read_parquet(p) for p in UPath(settings.storage.warehouse_dir).joinpath("enriched", "ticket_sentiment").iterdir())
     assert len(tickets) == len(sentiment) == stats["tickets"]
     assert tickets["ticket_id"].is_unique
 
@@ -101,7 +101,7 @@ def test_backup_holds_the_model_and_a_lineage_manifest_that_matches_the_files(de
     model = latest(instance, "ml/churn_model", plan.last_labelled_day).metadata
     backup_bytes = UPath(snapshot["model_backup"].value).read_bytes()
     assert sha256_hex(backup_bytes) == model["sha256"].value
-    assert not snapshot["model_backup"].value.startswith(settings.artifacts_dir)  # a separate location
+    assert not snapshot["model_backup"].value.startswith(settings.storage.artifacts_dir)  # a separate location
 
     manifest = json.loads(UPath(snapshot["manifest"].value).read_text())
     training = manifest["training_set"]
@@ -131,7 +131,7 @@ def test_rematerializing_a_partition_writes_identical_files(demo):
         after = latest(instance, key, day).metadata
         assert after["sha256"].value == sha256_hex(UPath(after["uri"].value).read_bytes())
         # A range run recorded totals, the single-partition re-run records the file's hash: compare files.
-        assert after["sha256"].value == sha256_hex(UPath(settings.warehouse_dir).joinpath(*key.split("/"), f"{day}.parquet").read_bytes())
+        assert after["sha256"].value == sha256_hex(UPath(settings.storage.warehouse_dir).joinpath(*key.split("/"), f"{day}.parquet").read_bytes())
         assert "uri_pattern" in before[key] or before[key]["sha256"].value == after["sha256"].value
 
 
@@ -155,7 +155,7 @@ def test_range_run_equals_partition_by_partition(demo, tmp_path):
     for key in ("raw/interaction_logs", "raw/crm_tickets", "features/customer_daily_activity"):
         for day in days:
             ours = UPath(tmp_path).joinpath("warehouse", *key.split("/"), f"{day}.parquet").read_bytes()
-            theirs = UPath(settings.warehouse_dir).joinpath(*key.split("/"), f"{day}.parquet").read_bytes()
+            theirs = UPath(settings.storage.warehouse_dir).joinpath(*key.split("/"), f"{day}.parquet").read_bytes()
             assert sha256_hex(ours) == sha256_hex(theirs), (key, day)
 
 

@@ -7,7 +7,7 @@ from pydantic import Field
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
 
-from churn_platform.secrets import reveal
+from churn_platform.storage.credentials import reveal
 
 
 class AlertDeliveryError(RuntimeError):

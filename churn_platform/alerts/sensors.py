@@ -5,12 +5,16 @@ import dagster as dg
 from churn_platform.alerts.messages import crm_ticket, describe_failure, slack_message
 from churn_platform.alerts.resources import SlackWebhook
 from churn_platform.crm.resources import CRMResource
+from churn_platform.orchestration.automation import default_status
+from churn_platform.settings import AlertSettings
 
 
-def build_failure_alert_sensor(ui_url: str, open_crm_tickets: bool, running: bool) -> dg.SensorDefinition:
+def build_failure_alert_sensor(settings: AlertSettings, running: bool) -> dg.SensorDefinition:
+    ui_url, open_crm_tickets = settings.dagster_ui_url, settings.crm_tickets
+
     @dg.run_failure_sensor(
         name="run_failure_alert",
-        default_status=dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
+        default_status=default_status(running),
         description="Posts each failed run (id, assets, partition, error, UI link) to Slack and opens a CRM ticket.",
     )
     def run_failure_alert(context: dg.RunFailureSensorContext, slack: SlackWebhook, crm: CRMResource) -> None:

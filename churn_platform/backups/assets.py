@@ -2,7 +2,6 @@
 
 import dagster as dg
 
-from churn_platform.automation import EXTERNAL_CALL_RETRY
 from churn_platform.backups.manifest import (
     build_model_manifest,
     manifest_bytes,
@@ -10,63 +9,64 @@ from churn_platform.backups.manifest import (
     snapshot_prefix,
 )
 from churn_platform.backups.resources import BackupStore
-from churn_platform.partitions import labelled_partitions
+from churn_platform.orchestration import asset_keys as keys
+from churn_platform.orchestration.partitions import PlatformPartitions
+from churn_platform.orchestration.retries import EXTERNAL_CALL_RETRY
 from churn_platform.storage.artifact_io_manager import ArtifactStore
 from churn_platform.storage.files import sha256_hex
-
-CHURN_MODEL_KEY = dg.AssetKey(["ml", "churn_model"])
-TRAINING_SET_KEY = dg.AssetKey(["ml", "training_set"])
+from churn_platform.storage.materializations import latest_materialization
 
 
-def _latest_event(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> dg.EventLogEntry:
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
-    ).records
-    if not records:
+def _materialized(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> dg.EventLogEntry:
+    entry = latest_materialization(instance, key, partition)
+    if entry is None:
         raise dg.Failure(f"{key.to_user_string()} partition {partition} has never been materialized")
-    return records[0].event_log_entry
+    return entry
 
 
-@dg.asset(
-    key=["backups", "model_snapshot"],
-    group_name="backups",
-    partitions_def=labelled_partitions,
-    deps=[CHURN_MODEL_KEY],
-    kinds={"json"},
-    retry_policy=EXTERNAL_CALL_RETRY,
-)
-def model_snapshot(
-    context: dg.AssetExecutionContext, artifact_store: ArtifactStore, backup_store: BackupStore
-) -> dg.MaterializeResult:
-    """A verified copy of the model artifact plus a manifest of the files (with SHA-256) that produced it."""
-    partition = context.partition_key
-    model_entry = _latest_event(context.instance, CHURN_MODEL_KEY, partition)
-    training_entry = _latest_event(context.instance, TRAINING_SET_KEY, partition)
-    model_meta = metadata_values(model_entry.asset_materialization.metadata)
-    training_meta = metadata_values(training_entry.asset_materialization.metadata)
+def build_backup_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefinition]:
+    @dg.asset(
+        key=keys.MODEL_SNAPSHOT,
+        group_name="backups",
+        partitions_def=partitions.labelled,
+        deps=[keys.CHURN_MODEL],
+        kinds={"json"},
+        retry_policy=EXTERNAL_CALL_RETRY,
+    )
+    def model_snapshot(
+        context: dg.AssetExecutionContext, artifact_store: ArtifactStore, backup_store: BackupStore
+    ) -> dg.MaterializeResult:
+        """A verified copy of the model artifact plus a manifest of the files (with SHA-256) that produced it."""
+        partition = context.partition_key
+        model_entry = _materialized(context.instance, keys.CHURN_MODEL, partition)
+        training_entry = _materialized(context.instance, keys.TRAINING_SET, partition)
+        model_meta = metadata_values(model_entry.asset_materialization.metadata)
+        training_meta = metadata_values(training_entry.asset_materialization.metadata)
 
-    artifact = artifact_store.read_uri(str(model_meta["uri"]))
-    if sha256_hex(artifact) != model_meta["sha256"]:
-        raise dg.Failure(
-            f"model artifact {model_meta['uri']} no longer matches the SHA-256 recorded when it was "
-            "materialized; re-materialize ml/churn_model for this partition before backing it up"
+        artifact = artifact_store.read_uri(str(model_meta["uri"]))
+        if sha256_hex(artifact) != model_meta["sha256"]:
+            raise dg.Failure(
+                f"model artifact {model_meta['uri']} no longer matches the SHA-256 recorded when it was "
+                "materialized; re-materialize ml/churn_model for this partition before backing it up"
+            )
+        prefix = snapshot_prefix(partition, model_meta["sha256"])
+        model_uri = backup_store.write_once(f"{prefix}/model.joblib", artifact)
+        manifest = build_model_manifest(
+            partition,
+            model_meta,
+            {"run_id": model_entry.run_id, "timestamp": model_entry.timestamp},
+            training_meta,
+            {"run_id": training_entry.run_id},
+            model_uri,
         )
-    prefix = snapshot_prefix(partition, model_meta["sha256"])
-    model_uri = backup_store.write_once(f"{prefix}/model.joblib", artifact)
-    manifest = build_model_manifest(
-        partition,
-        model_meta,
-        {"run_id": model_entry.run_id, "timestamp": model_entry.timestamp},
-        training_meta,
-        {"run_id": training_entry.run_id},
-        model_uri,
-    )
-    manifest_uri = backup_store.write_once(f"{prefix}/manifest.json", manifest_bytes(manifest))
-    return dg.MaterializeResult(
-        metadata={
-            "model_backup": dg.MetadataValue.path(model_uri),
-            "manifest": dg.MetadataValue.path(manifest_uri),
-            "model_sha256": model_meta["sha256"],
-            "input_files": len(manifest["inputs"]),
-        }
-    )
+        manifest_uri = backup_store.write_once(f"{prefix}/manifest.json", manifest_bytes(manifest))
+        return dg.MaterializeResult(
+            metadata={
+                "model_backup": dg.MetadataValue.path(model_uri),
+                "manifest": dg.MetadataValue.path(manifest_uri),
+                "model_sha256": model_meta["sha256"],
+                "input_files": len(manifest["inputs"]),
+            }
+        )
+
+    return [model_snapshot]

@@ -6,6 +6,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from churn_platform.orchestration import asset_keys as keys
+
 MANIFEST_FORMAT = "churn_platform.model_snapshot/v1"
 
 
@@ -32,7 +34,7 @@ def build_model_manifest(
     metrics = {k: model[k] for k in ("roc_auc", "pr_auc", "brier", "log_loss", "positive_rate") if k in model}
     return {
         "format": MANIFEST_FORMAT,
-        "asset": "ml/churn_model",
+        "asset": keys.CHURN_MODEL.to_user_string(),
         "partition": partition,
         "model": {
             "source_uri": str(model["uri"]),
@@ -44,7 +46,7 @@ def build_model_manifest(
             "materialized_at": model_event["timestamp"],
         },
         "training_set": {
-            "asset": "ml/training_set",
+            "asset": keys.TRAINING_SET.to_user_string(),
             "partition": partition,
             "uri": str(training_set["uri"]),
             "sha256": training_set["sha256"],

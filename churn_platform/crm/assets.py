@@ -3,42 +3,45 @@
 import dagster as dg
 import pandas as pd
 
-from churn_platform.automation import EXTERNAL_CALL_RETRY, on_upstream_change
 from churn_platform.crm.resources import CRMResource
 from churn_platform.crm.sentiment import score_ticket_sentiment
 from churn_platform.crm.tickets import normalize_tickets
-from churn_platform.partitions import daily_partitions
+from churn_platform.orchestration import asset_keys as keys
+from churn_platform.orchestration.partitions import PlatformPartitions
+from churn_platform.orchestration.retries import EXTERNAL_CALL_RETRY
 
 
-@dg.asset(
-    key=["raw", "crm_tickets"],
-    group_name="raw",
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    metadata={"partition_column": "updated_date"},
-    kinds={"pandas", "parquet"},
-    retry_policy=EXTERNAL_CALL_RETRY,
-)
-def crm_tickets(context: dg.AssetExecutionContext, crm: CRMResource) -> pd.DataFrame:
-    """Support tickets created or updated on the day, in their latest state, one row per ticket.
+def build_crm_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefinition]:
+    @dg.asset(
+        key=keys.CRM_TICKETS,
+        group_name="raw",
+        partitions_def=partitions.daily,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        metadata={"partition_column": "updated_date"},
+        kinds={"pandas", "parquet"},
+        retry_policy=EXTERNAL_CALL_RETRY,
+    )
+    def crm_tickets(context: dg.AssetExecutionContext, crm: CRMResource) -> pd.DataFrame:
+        """Support tickets created or updated on the day, in their latest state, one row per ticket.
 
-    A ticket updated on several days lives in the partition of its latest update at export time
-    (the CRM's export only knows a ticket's current state).
-    """
-    window = context.partition_time_window  # one day, or the whole range of a single-run backfill
-    return normalize_tickets(crm.fetch_updated_tickets(window.start, window.end))
+        A ticket updated on several days lives in the partition of its latest update at export time
+        (the CRM's export only knows a ticket's current state).
+        """
+        window = context.partition_time_window  # one day, or the whole range of a single-run backfill
+        return normalize_tickets(crm.fetch_updated_tickets(window.start, window.end))
 
+    @dg.asset(
+        key=keys.TICKET_SENTIMENT,
+        group_name="enriched",
+        partitions_def=partitions.daily,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        ins={"crm_tickets": dg.AssetIn(key=keys.CRM_TICKETS)},
+        metadata={"partition_column": "updated_date"},
+        automation_condition=partitions.on_upstream_change(),
+        kinds={"pandas", "parquet"},
+    )
+    def ticket_sentiment(crm_tickets: pd.DataFrame) -> pd.DataFrame:
+        """A VADER sentiment score per ticket, from its subject and description."""
+        return score_ticket_sentiment(crm_tickets)
 
-@dg.asset(
-    key=["enriched", "ticket_sentiment"],
-    group_name="enriched",
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    ins={"crm_tickets": dg.AssetIn(key=["raw", "crm_tickets"])},
-    metadata={"partition_column": "updated_date"},
-    automation_condition=on_upstream_change(),
-    kinds={"pandas", "parquet"},
-)
-def ticket_sentiment(crm_tickets: pd.DataFrame) -> pd.DataFrame:
-    """A VADER sentiment score per ticket, from its subject and description."""
-    return score_ticket_sentiment(crm_tickets)
+    return [crm_tickets, ticket_sentiment]

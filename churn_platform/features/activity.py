@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from churn_platform.sql_engine import MONEY, SCORE, SqlRunner, Table, run_duckdb
+from churn_platform.engines.base import MONEY, SCORE, SqlRunner, Table
+from churn_platform.engines.duckdb import query_pandas
 
 EVENT_COUNTS = {
     "logins": "login",
@@ -63,9 +64,9 @@ ORDER BY activity_date, customer_id
 """
 
 
-def compute_daily_activity(logs: Table, sentiment: Table, run_sql: SqlRunner = run_duckdb) -> Any:
+def compute_daily_activity(logs: Table, sentiment: Table, run_sql: SqlRunner = query_pandas) -> Any:
     """Per customer and day: event counts by type, sessions, spend, plan, tickets, sentiment.
 
-    Returns what ``run_sql`` returns: pandas by default, the engine's own result from ``query``.
+    Returns what ``run_sql`` returns: pandas by default, the engine's own table from ``query_table``.
     """
     return run_sql(DAILY_ACTIVITY_SQL, {"logs": logs, "sentiment": sentiment})

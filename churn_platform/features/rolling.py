@@ -7,8 +7,9 @@ from typing import Any
 
 import pandas as pd
 
-from churn_platform.settings import FEATURE_WINDOW_DAYS
-from churn_platform.sql_engine import MONEY, SCORE, SqlRunner, Table, run_duckdb
+from churn_platform.orchestration.partitions import FEATURE_WINDOW_DAYS
+from churn_platform.engines.base import MONEY, SCORE, SqlRunner, Table
+from churn_platform.engines.duckdb import query_pandas
 
 SHORT_WINDOW_DAYS = 7
 
@@ -82,7 +83,7 @@ ORDER BY as_of_date, customer_id
 """
 
 
-def compute_customer_features(activity: Table, as_of_dates: Sequence[str], run_sql: SqlRunner = run_duckdb) -> Any:
+def compute_customer_features(activity: Table, as_of_dates: Sequence[str], run_sql: SqlRunner = query_pandas) -> Any:
     """Rolling features for every customer with activity in the 30 days up to each as-of date.
 
     ``activity`` must hold the daily-activity rows of those 30-day windows. Returns what

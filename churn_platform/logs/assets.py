@@ -3,13 +3,13 @@
 import dagster as dg
 import pandas as pd
 
-from churn_platform.automation import EXTERNAL_CALL_RETRY
+from churn_platform.orchestration.retries import EXTERNAL_CALL_RETRY
 from churn_platform.logs.landing_zone import LandingZone, fingerprint
 from churn_platform.logs.parsing import LandingFileError, combine_logs, parse_log_file
-from churn_platform.partitions import daily_partitions
+from churn_platform.orchestration import asset_keys as keys
+from churn_platform.orchestration.partitions import PlatformPartitions
 from churn_platform.storage.files import uri_of
 
-INTERACTION_LOGS_KEY = dg.AssetKey(["raw", "interaction_logs"])
 # Output metadata: the landing fingerprint of each day read, so the landing sensor can tell a day
 # whose files were already materialized (e.g. after a cursor reset) from one that changed.
 FINGERPRINTS_METADATA = "landing_fingerprints"
@@ -27,28 +27,31 @@ def read_landing_day(landing_zone: LandingZone, date: str) -> tuple[pd.DataFrame
     return combine_logs(frames), [uri_of(f) for f in files]
 
 
-@dg.asset(
-    key=INTERACTION_LOGS_KEY,
-    group_name="raw",
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    metadata={"partition_column": "event_date"},
-    kinds={"pandas", "parquet"},
-    retry_policy=EXTERNAL_CALL_RETRY,
-)
-def interaction_logs(context: dg.AssetExecutionContext, landing_zone: LandingZone) -> pd.DataFrame:
-    """The day's product events (customer_id, event_type, timestamp, properties), typed."""
-    frames, landed, fingerprints = [], [], {}
-    for date in context.partition_keys:
-        # Fingerprint before reading: a file re-written meanwhile changes the fingerprint again and
-        # the sensor requests another run, never the reverse.
-        fingerprints[date] = fingerprint(landing_zone.list_day(date))
-        try:
-            frame, files = read_landing_day(landing_zone, date)
-        except LandingFileError as exc:
-            # Bad or missing files do not get better by retrying: fail now, with the reason.
-            raise dg.Failure(str(exc), allow_retries=False) from None
-        frames.append(frame)
-        landed.extend(files)
-    context.add_output_metadata({"landing_files": len(landed), FINGERPRINTS_METADATA: fingerprints})
-    return combine_logs(frames)
+def build_log_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefinition]:
+    @dg.asset(
+        key=keys.INTERACTION_LOGS,
+        group_name="raw",
+        partitions_def=partitions.daily,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        metadata={"partition_column": "event_date"},
+        kinds={"pandas", "parquet"},
+        retry_policy=EXTERNAL_CALL_RETRY,
+    )
+    def interaction_logs(context: dg.AssetExecutionContext, landing_zone: LandingZone) -> pd.DataFrame:
+        """The day's product events (customer_id, event_type, timestamp, properties), typed."""
+        frames, landed, fingerprints = [], [], {}
+        for date in context.partition_keys:
+            # Fingerprint before reading: a file re-written meanwhile changes the fingerprint again and
+            # the sensor requests another run, never the reverse.
+            fingerprints[date] = fingerprint(landing_zone.list_day(date))
+            try:
+                frame, files = read_landing_day(landing_zone, date)
+            except LandingFileError as exc:
+                # Bad or missing files do not get better by retrying: fail now, with the reason.
+                raise dg.Failure(str(exc), allow_retries=False) from None
+            frames.append(frame)
+            landed.extend(files)
+        context.add_output_metadata({"landing_files": len(landed), FINGERPRINTS_METADATA: fingerprints})
+        return combine_logs(frames)
+
+    return [interaction_logs]

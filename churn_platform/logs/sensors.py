@@ -21,9 +21,12 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from churn_platform.logs.assets import FINGERPRINTS_METADATA, INTERACTION_LOGS_KEY
+from churn_platform.logs.assets import FINGERPRINTS_METADATA
 from churn_platform.logs.landing_zone import LandingZone, fingerprint
-from churn_platform.partitions import daily_partitions
+from churn_platform.orchestration.asset_keys import INTERACTION_LOGS
+from churn_platform.orchestration.automation import default_status
+from churn_platform.settings import AutomationSettings
+from churn_platform.storage.materializations import latest_materialization
 
 
 @dataclass(frozen=True)
@@ -33,9 +36,9 @@ class LandingChanges:
     settling: dict[str, float] = field(default_factory=dict)  # date -> seconds until its files are quiet
 
 
-def days_to_watch(now: dt.datetime, lookback_days: int) -> list[str]:
+def days_to_watch(daily: dg.TimeWindowPartitionsDefinition, now: dt.datetime, lookback_days: int) -> list[str]:
     """The closed daily partitions of the last ``lookback_days`` days (a day's partition exists once it ends)."""
-    return list(daily_partitions.get_partition_keys(current_time=now)[-lookback_days:])
+    return list(daily.get_partition_keys(current_time=now)[-lookback_days:])
 
 
 def detect_changes(landing_zone: LandingZone, days: Sequence[str], cursor: dict[str, str],
@@ -65,23 +68,22 @@ def detect_changes(landing_zone: LandingZone, days: Sequence[str], cursor: dict[
 def already_materialized(instance: dg.DagsterInstance, day: str, day_fingerprint: str) -> bool:
     """Whether the latest materialization of the day read exactly these files (a lost or reset
     cursor then does not re-run every recent day)."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=INTERACTION_LOGS_KEY, asset_partitions=[day]), limit=1
-    ).records
-    if not records:
+    entry = latest_materialization(instance, INTERACTION_LOGS, day)
+    if entry is None:
         return False
-    metadata = records[0].event_log_entry.asset_materialization.metadata
+    metadata = entry.asset_materialization.metadata
     entry = metadata.get(FINGERPRINTS_METADATA)
     return entry is not None and entry.value.get(day) == day_fingerprint
 
 
-def build_landing_sensor(minimum_interval_seconds: int, lookback_days: int, quiet_seconds: int,
-                         running: bool) -> dg.SensorDefinition:
+def build_landing_sensor(settings: AutomationSettings, daily: dg.TimeWindowPartitionsDefinition) -> dg.SensorDefinition:
+    lookback_days, quiet_seconds = settings.landing_lookback_days, settings.landing_quiet_seconds
+
     @dg.sensor(
         name="interaction_logs_landing_sensor",
-        target=[INTERACTION_LOGS_KEY],
-        minimum_interval_seconds=minimum_interval_seconds,
-        default_status=dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
+        target=[INTERACTION_LOGS],
+        minimum_interval_seconds=settings.landing_sensor_interval_seconds,
+        default_status=default_status(settings.running),
         description=(
             f"Requests raw/interaction_logs for each of the last {lookback_days} days whose landing "
             f"files were added, re-written or removed (once they have been quiet for {quiet_seconds} s); "
@@ -90,7 +92,7 @@ def build_landing_sensor(minimum_interval_seconds: int, lookback_days: int, quie
     )
     def interaction_logs_landing_sensor(context: dg.SensorEvaluationContext, landing_zone: LandingZone) -> dg.SensorResult:
         cursor = json.loads(context.cursor) if context.cursor else {}
-        days = days_to_watch(dt.datetime.now(dt.timezone.utc), lookback_days)
+        days = days_to_watch(daily, dt.datetime.now(dt.timezone.utc), lookback_days)
         changes = detect_changes(landing_zone, days, cursor, quiet_seconds=quiet_seconds)
         if changes.settling:
             # Files are still arriving: wait out the quiet period (at most quiet_seconds) in this
@@ -100,7 +102,7 @@ def build_landing_sensor(minimum_interval_seconds: int, lookback_days: int, quie
             changes = detect_changes(landing_zone, days, cursor, quiet_seconds=quiet_seconds)
         requests = [
             dg.RunRequest(
-                run_key=f"{day}:{day_fingerprint[:16]}", partition_key=day, asset_selection=[INTERACTION_LOGS_KEY],
+                run_key=f"{day}:{day_fingerprint[:16]}", partition_key=day, asset_selection=[INTERACTION_LOGS],
             )
             for day, day_fingerprint in sorted(changes.changed.items())
             if not already_materialized(context.instance, day, day_fingerprint)

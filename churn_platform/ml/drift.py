@@ -7,6 +7,11 @@ import pandas as pd
 
 # The usual reading of PSI: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 major shift.
 DEFAULT_PSI_THRESHOLD = 0.25
+# The numeric customer features watched for drift.
+DRIFT_FEATURES = [
+    "events_7d", "events_30d", "sessions_30d", "spend_30d", "active_days_30d", "tickets_30d",
+    "mean_sentiment_30d", "days_since_last_event", "activity_trend",
+]
 
 
 def population_stability_index(expected: pd.Series, actual: pd.Series, bins: int = 10) -> float:
@@ -26,3 +31,14 @@ def population_stability_index(expected: pd.Series, actual: pd.Series, bins: int
 
 def feature_drift(reference: pd.DataFrame, current: pd.DataFrame, columns: list[str]) -> dict[str, float]:
     return {c: round(population_stability_index(reference[c], current[c]), 4) for c in columns if c in current}
+
+
+def drift_by_day(reference: pd.DataFrame, features: pd.DataFrame, psi_threshold: float,
+                 columns: list[str] = DRIFT_FEATURES) -> pd.DataFrame:
+    """One row per as-of date and feature: the PSI of the day's active customers against the
+    reference (the training set), and whether it is above the threshold."""
+    rows = []
+    for as_of_date, day in features[features["is_active"]].groupby("as_of_date", sort=True):
+        for feature, psi in feature_drift(reference, day, columns).items():
+            rows.append({"as_of_date": as_of_date, "feature": feature, "psi": psi, "drifted": psi > psi_threshold})
+    return pd.DataFrame(rows, columns=["as_of_date", "feature", "psi", "drifted"])

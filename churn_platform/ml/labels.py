@@ -6,8 +6,9 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from churn_platform.settings import LABEL_HORIZON_DAYS
-from churn_platform.sql_engine import SqlRunner, Table, run_duckdb
+from churn_platform.orchestration.partitions import LABEL_HORIZON_DAYS
+from churn_platform.engines.base import SqlRunner, Table
+from churn_platform.engines.duckdb import query_pandas
 
 CHURN_LABELS_SQL = f"""
 SELECT
@@ -25,7 +26,7 @@ ORDER BY as_of_date, customer_id
 
 
 def compute_churn_labels(future_activity: Table, as_of_dates: Sequence[str],
-                         run_sql: SqlRunner = run_duckdb) -> pd.DataFrame:
+                         run_sql: SqlRunner = query_pandas) -> pd.DataFrame:
     """One row per customer seen in the 30 days after each as-of date.
 
     A customer active at the as-of date who is absent here did nothing at all afterwards and did

@@ -10,7 +10,7 @@ import dagster as dg
 from pydantic import Field
 from upath import UPath
 
-from churn_platform.secrets import reveal
+from churn_platform.storage.credentials import reveal
 
 S3_PROTOCOLS = ("s3", "s3a")
 GCS_PROTOCOLS = ("gs", "gcs")

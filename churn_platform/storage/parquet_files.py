@@ -8,6 +8,7 @@ largest tables never pass through pandas or the Spark driver.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -51,3 +52,17 @@ class ParquetFiles:
     def read_arrow(self) -> pa.Table:
         """All files as one Arrow table (for engines that cannot reach the storage themselves)."""
         return pa.concat_tables([pq.read_table(p.path, filesystem=p.fs) for p in self.paths])
+
+
+@runtime_checkable
+class SelfWritingTable(Protocol):
+    """A table an engine writes to the warehouse itself, one file per partition (Spark: its
+    executors write the files). ParquetIOManager hands such a table its target paths."""
+
+    def can_write_to(self, root: UPath, connection: ObjectStoreConnection | None) -> bool:
+        """Whether the engine reaches this storage (else the table goes through ``to_arrow``)."""
+
+    def write_partitions(self, column: str, targets: dict[str, UPath], staging_root: UPath) -> None:
+        """Write the rows of each partition key (values of ``column``) to its target path."""
+
+    def to_arrow(self) -> pa.Table: ...

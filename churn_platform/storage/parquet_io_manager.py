@@ -6,7 +6,7 @@ Layout: ``<base_path>/<asset key path>/<partition key>.parquet``; unpartitioned 
 - An output that covers several partitions (a single-run backfill) is split on the asset's
   ``partition_column`` (definition metadata) into one file per partition. Dagster's own
   UPathIOManager refuses such outputs (dagster issue #14332).
-- Outputs may be pandas, Arrow or Spark DataFrames; Spark writes its partitions itself.
+- Outputs may be pandas or Arrow tables, or a ``SelfWritingTable`` (Spark writes its partitions itself).
 - Loading several partitions returns one concatenated DataFrame; ``df.attrs["source_files"]``
   lists exactly which files were read, with their SHA-256, for lineage. An input annotated
   ``ParquetFiles`` gets the partitions' file URIs instead, for an engine to scan directly.
@@ -37,10 +37,13 @@ from churn_platform.storage.files import (
     validate_partition_key,
     write_bytes_atomic,
 )
-from churn_platform.storage.parquet_files import ParquetFiles, table_to_parquet
-from churn_platform.storage.spark_files import spark_can_access, write_partitions_with_spark
+from churn_platform.storage.materializations import latest_materialization
+from churn_platform.storage.parquet_files import ParquetFiles, SelfWritingTable, table_to_parquet
 
 PARTITION_COLUMN = "partition_column"
+# Input metadata: load the newest materialized partition of the upstream asset, whatever its key
+# (e.g. the latest training set as the drift reference), instead of the mapped partition.
+LATEST_MATERIALIZED = {"load_partition": "latest_materialized"}
 
 
 def parquet_bytes_to_dataframe(data: bytes) -> pd.DataFrame:
@@ -104,10 +107,10 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         self, asset_key: dg.AssetKey, keys: Sequence[str | None], obj: Any, column: str | None = None,
         log: logging.Logger | None = None,
     ) -> tuple[pa.Schema, list[dict]]:
-        """Store an output (pandas, Arrow or Spark DataFrame) as one file per partition key.
+        """Store an output (pandas, Arrow or a SelfWritingTable) as one file per partition key.
 
-        Several keys (a single-run backfill) need ``column`` to split on. Spark DataFrames are
-        written by Spark itself where it can reach the storage (see storage/spark_files.py).
+        Several keys (a single-run backfill) need ``column`` to split on. A SelfWritingTable (a
+        Spark result) is written by its engine where the engine reaches the storage.
         """
         keys = [validate_partition_key(k) if k is not None else None for k in keys]
         if len(keys) > 1 and column is None:
@@ -115,20 +118,20 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                 f"{asset_key.to_user_string()} produced one output for {len(keys)} partitions "
                 f"but declares no {PARTITION_COLUMN!r} metadata to split it on"
             )
-        if _is_spark_frame(obj):
+        if isinstance(obj, SelfWritingTable):
             partitioned = column is not None and keys[0] is not None
-            if partitioned and spark_can_access(obj.sparkSession, self._root(), self.connection):
-                return self._write_with_spark(asset_key, keys, obj, column)
+            if partitioned and obj.can_write_to(self._root(), self.connection):
+                return self._write_by_engine(asset_key, keys, obj, column)
             if partitioned and log:
-                log.warning(f"this Spark session has no connector for {uri_of(self._root())} "
-                            "(see README, Features): the output goes through the driver")
-            obj = obj.toArrow()
+                log.warning(f"the engine has no connector for {uri_of(self._root())} "
+                            "(see README, Features): the output goes through this process")
+            obj = obj.to_arrow()
         if isinstance(obj, pd.DataFrame):
             obj = pa.Table.from_pandas(obj, preserve_index=False)
         if not isinstance(obj, pa.Table):
             raise StorageError(
                 f"{asset_key.to_user_string()} returned {type(obj).__name__}; "
-                "ParquetIOManager stores pandas, Arrow and Spark DataFrames"
+                "ParquetIOManager stores pandas and Arrow tables and engine tables (SparkTable)"
             )
         parts = split_by_partition(obj, column, keys) if column and keys[0] is not None else {keys[0]: obj}
 
@@ -151,10 +154,11 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             )
         return obj.schema, written
 
-    def _write_with_spark(self, asset_key: dg.AssetKey, keys: list[str], frame: Any, column: str) -> tuple[pa.Schema, list[dict]]:
+    def _write_by_engine(self, asset_key: dg.AssetKey, keys: list[str], table: SelfWritingTable,
+                         column: str) -> tuple[pa.Schema, list[dict]]:
         targets = {key: self.path_for(asset_key, key) for key in keys}
         try:
-            write_partitions_with_spark(frame, column, targets, self._root() / "_staging")
+            table.write_partitions(column, targets, self._root() / "_staging")
         except StorageError:
             raise
         except Exception as exc:
@@ -179,6 +183,8 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         keys: list[str | None] = (
             list(context.asset_partition_keys) if context.has_asset_partitions else [None]
         )
+        if (context.definition_metadata or {}).get("load_partition") == LATEST_MATERIALIZED["load_partition"]:
+            keys = [_latest_materialized_partition(context.instance, asset_key)]
         if context.dagster_type is not None and context.dagster_type.typing_type is ParquetFiles:
             return self.partition_files(asset_key, keys)
         frames, sources = [], []
@@ -213,8 +219,14 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         return ParquetFiles(asset=asset_key.to_user_string(), paths=tuple(paths), connection=self.connection)
 
 
-def _is_spark_frame(obj: Any) -> bool:
-    return type(obj).__module__.startswith("pyspark.sql")
+def _latest_materialized_partition(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> str:
+    entry = latest_materialization(instance, asset_key)
+    if entry is None:
+        raise StorageError(
+            f"{asset_key.to_user_string()} has never been materialized; materialize it first, e.g. "
+            f"`dagster asset materialize -m churn_platform.definitions --select {asset_key.to_user_string()} --partition ...`"
+        )
+    return entry.asset_materialization.partition
 
 
 def _not_materialized(asset_key: dg.AssetKey, key: str | None, path: UPath) -> StorageError:

@@ -7,12 +7,13 @@ import pytest
 from churn_platform.alerts.messages import describe_failure
 from churn_platform.alerts.resources import SlackWebhook
 from churn_platform.alerts.sensors import build_failure_alert_sensor
+from churn_platform.settings import AlertSettings
 from churn_platform.crm.resources import ZendeskCRMResource
 from churn_platform.crm.simulator import ZendeskSimulator
 from churn_platform.definitions import build_definitions
 from churn_platform.resources import build_resources
-from churn_platform_tests.conftest import settings_for
-from churn_platform_tests.servers import WebhookReceiver
+from churn_platform_tests.support.data import settings_for
+from churn_platform_tests.support.servers import WebhookReceiver
 
 DAY = "2026-01-03"
 UI = "http://dagster.example:3000"
@@ -47,7 +48,7 @@ def webhook():
 
 
 def evaluate(instance, result, resources, open_crm_tickets=True):
-    sensor = build_failure_alert_sensor(UI, open_crm_tickets=open_crm_tickets, running=False)
+    sensor = build_failure_alert_sensor(AlertSettings(dagster_ui_url=UI, crm_tickets=open_crm_tickets), running=False)
     run = instance.get_run_by_id(result.run_id)
     failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
     with dg.build_run_status_sensor_context(

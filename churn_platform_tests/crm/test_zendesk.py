@@ -9,7 +9,9 @@ import httpx
 import pytest
 from upath import UPath
 
-from churn_platform.crm.assets import crm_tickets
+from churn_platform.crm.assets import build_crm_assets
+from churn_platform.orchestration.partitions import build_partitions
+from churn_platform.settings import load_settings
 from churn_platform.crm.resources import ZendeskCRMResource
 from churn_platform.crm.simulator import FaultConfig, ZendeskSimulator
 from churn_platform.crm.zendesk_api import CRMAPIError, RetrySettings, ZendeskAPI, basic_auth_header
@@ -25,6 +27,9 @@ END = dt.datetime(2026, 1, 17, tzinfo=UTC)
 @pytest.fixture(scope="module")
 def tickets():
     return generate(dt.date(2026, 1, 1), days=30, customers=400, seed=4).tickets
+
+
+crm_tickets, _ = build_crm_assets(build_partitions(load_settings({})))
 
 
 def expected_ids(tickets, start=START, end=END):

@@ -12,16 +12,17 @@ from churn_platform.crm.tickets import normalize_tickets
 from churn_platform.definitions import build_definitions
 from churn_platform.features.activity import DAILY_ACTIVITY_SQL, compute_daily_activity
 from churn_platform.features.rolling import compute_customer_features
-from churn_platform.jobs import partition_range_tags
+from churn_platform.orchestration.run_tags import partition_range_tags
 from churn_platform.logs.parsing import parse_log_file
 from churn_platform.ml.labels import compute_churn_labels
 from churn_platform.settings import load_settings
-from churn_platform.sql_engine import DuckDBEngine, SparkEngine, spark_config
+from churn_platform.engines.duckdb import DuckDBEngine
+from churn_platform.engines.spark import SparkEngine, spark_config
 from churn_platform.storage.connection import ObjectStoreConnection
 from churn_platform.storage.files import StorageError
 from churn_platform.storage.parquet_io_manager import ParquetIOManager
 from churn_platform.synthetic.generator import events_to_jsonl, generate
-from churn_platform_tests.conftest import S3_TEST_ENV, START, generate_into
+from churn_platform_tests.support.data import S3_TEST_ENV, START, generate_into
 
 LOGS = dg.AssetKey(["raw", "interaction_logs"])
 ACTIVITY = dg.AssetKey(["features", "customer_daily_activity"])
@@ -77,24 +78,24 @@ def same(left: pd.DataFrame, right: pd.DataFrame, keys: list[str]) -> None:
 def test_daily_activity_features_and_labels_are_equal_on_both_engines(inputs, spark_engine):
     logs, sentiment = inputs
     duck = DuckDBEngine()
-    activity = compute_daily_activity(logs, sentiment, duck.run_sql)
-    same(activity, compute_daily_activity(logs, sentiment, spark_engine.run_sql), ["customer_id", "activity_date"])
+    activity = compute_daily_activity(logs, sentiment, duck.query_pandas)
+    same(activity, compute_daily_activity(logs, sentiment, spark_engine.query_pandas), ["customer_id", "activity_date"])
     as_of = pd.date_range("2026-02-01", "2026-02-14").strftime("%Y-%m-%d").tolist()
-    features = compute_customer_features(activity, as_of, duck.run_sql)
+    features = compute_customer_features(activity, as_of, duck.query_pandas)
     assert len(features) > 1000
-    same(features, compute_customer_features(activity, as_of, spark_engine.run_sql), ["as_of_date", "customer_id"])
+    same(features, compute_customer_features(activity, as_of, spark_engine.query_pandas), ["as_of_date", "customer_id"])
     label_days = pd.date_range("2026-01-01", "2026-01-10").strftime("%Y-%m-%d").tolist()
-    labels = compute_churn_labels(activity, label_days, duck.run_sql)
+    labels = compute_churn_labels(activity, label_days, duck.query_pandas)
     assert labels["churned"].sum() > 0
-    same(labels, compute_churn_labels(activity, label_days, spark_engine.run_sql), ["as_of_date", "customer_id"])
+    same(labels, compute_churn_labels(activity, label_days, spark_engine.query_pandas), ["as_of_date", "customer_id"])
 
 
 def test_a_multi_day_spark_run_equals_day_by_day(inputs, spark_engine):
     logs, sentiment = inputs
     activity = compute_daily_activity(logs, sentiment)
     days = ["2026-02-03", "2026-02-04", "2026-02-05"]
-    together = compute_customer_features(activity, days, spark_engine.run_sql)
-    one_by_one = pd.concat([compute_customer_features(activity, [d], spark_engine.run_sql) for d in days], ignore_index=True)
+    together = compute_customer_features(activity, days, spark_engine.query_pandas)
+    one_by_one = pd.concat([compute_customer_features(activity, [d], spark_engine.query_pandas) for d in days], ignore_index=True)
     same(together, one_by_one, ["as_of_date", "customer_id"])
 
 
@@ -109,10 +110,10 @@ def test_the_engine_is_chosen_by_configuration_and_the_graph_stays_the_same(tmp_
         with dg.instance_for_test() as instance:
             assert defs.resolve_job_def("daily_ingestion_job").execute_in_process(
                 instance=instance, tags=partition_range_tags("2026-01-01", "2026-01-12")).success
-        footer = pq.read_schema(UPath(settings.warehouse_dir) / "features" / "customer_features" / "2026-01-12.parquet").metadata
+        footer = pq.read_schema(UPath(settings.storage.warehouse_dir) / "features" / "customer_features" / "2026-01-12.parquet").metadata
         assert (SPARK_METADATA in (footer or {})) == (engine == "spark")  # Spark wrote the warehouse itself
         outputs[engine] = {
-            key: pd.read_parquet(UPath(settings.warehouse_dir) / "features" / key / "2026-01-12.parquet")
+            key: pd.read_parquet(UPath(settings.storage.warehouse_dir) / "features" / key / "2026-01-12.parquet")
             for key in ("customer_daily_activity", "customer_features")
         }
     same(outputs["duckdb"]["customer_daily_activity"], outputs["spark"]["customer_daily_activity"], ["customer_id", "activity_date"])
@@ -123,16 +124,16 @@ def test_both_engines_scan_the_partition_files_themselves_and_agree(inputs, ware
     logs, sentiment = inputs
     files = warehouse.partition_files(LOGS, days("2026-01-01", "2026-02-14"))
     assert len(files.uris) == 45 and all(u.endswith(".parquet") for u in files.uris)
-    from_memory = compute_daily_activity(logs, sentiment, DuckDBEngine().run_sql)
+    from_memory = compute_daily_activity(logs, sentiment, DuckDBEngine().query_pandas)
     assert len(from_memory) > 1000
-    same(compute_daily_activity(files, sentiment, DuckDBEngine().run_sql), from_memory, ["customer_id", "activity_date"])
-    same(compute_daily_activity(files, sentiment, spark_engine.run_sql), from_memory, ["customer_id", "activity_date"])
+    same(compute_daily_activity(files, sentiment, DuckDBEngine().query_pandas), from_memory, ["customer_id", "activity_date"])
+    same(compute_daily_activity(files, sentiment, spark_engine.query_pandas), from_memory, ["customer_id", "activity_date"])
 
 
 def test_spark_writes_the_warehouse_itself_and_a_range_equals_day_by_day(inputs, warehouse, spark_engine, tmp_path):
     _, sentiment = inputs
     files = warehouse.partition_files(LOGS, days("2026-01-01", "2026-02-14"))
-    activity = spark_engine.query(DAILY_ACTIVITY_SQL,
+    activity = spark_engine.query_table(DAILY_ACTIVITY_SQL,
                                   {"logs": files, "sentiment": sentiment})
     # One range write (as a single-run backfill does), then the same days one by one.
     together = ParquetIOManager(base_path=str(tmp_path / "range"))
@@ -143,7 +144,7 @@ def test_spark_writes_the_warehouse_itself_and_a_range_equals_day_by_day(inputs,
     apart = ParquetIOManager(base_path=str(tmp_path / "apart"))
     for day in ["2026-01-20", "2026-02-14"]:
         # The day computed on its own: its own log file and its own tickets.
-        one = spark_engine.query(DAILY_ACTIVITY_SQL, {
+        one = spark_engine.query_table(DAILY_ACTIVITY_SQL, {
             "logs": warehouse.partition_files(LOGS, [day]),
             "sentiment": sentiment[sentiment["updated_date"].astype(str) == day],
         })
@@ -156,7 +157,7 @@ def test_spark_writes_the_warehouse_itself_and_a_range_equals_day_by_day(inputs,
     assert not staging_left(tmp_path / "range")
     # Spark and DuckDB wrote the same rows.
     duck = ParquetIOManager(base_path=str(tmp_path / "duck"))
-    duck.write_partitions(ACTIVITY, range_days, compute_daily_activity(files, sentiment, DuckDBEngine().query), "activity_date")
+    duck.write_partitions(ACTIVITY, range_days, compute_daily_activity(files, sentiment, DuckDBEngine().query_table), "activity_date")
     for day in ["2026-01-01", "2026-02-14"]:
         same(pd.read_parquet(duck.path_for(ACTIVITY, day).path), pd.read_parquet(together.path_for(ACTIVITY, day).path),
              ["customer_id", "activity_date"])
@@ -164,7 +165,7 @@ def test_spark_writes_the_warehouse_itself_and_a_range_equals_day_by_day(inputs,
 
 def test_spark_output_for_a_day_without_rows_is_an_empty_file_with_the_schema(warehouse, spark_engine, tmp_path):
     manager = ParquetIOManager(base_path=str(tmp_path))
-    frame = spark_engine.query("SELECT customer_id, event_date FROM logs WHERE event_date = DATE '2026-01-03'",
+    frame = spark_engine.query_table("SELECT customer_id, event_date FROM logs WHERE event_date = DATE '2026-01-03'",
                                {"logs": warehouse.partition_files(LOGS, ["2026-01-03"])})
     _, written = manager.write_partitions(LOGS, ["2026-01-02", "2026-01-03"], frame, "event_date")
     assert [w["rows"] > 0 for w in written] == [False, True]
@@ -174,7 +175,7 @@ def test_spark_output_for_a_day_without_rows_is_an_empty_file_with_the_schema(wa
 
 def test_spark_rows_outside_the_range_fail_and_nothing_is_written(warehouse, spark_engine, tmp_path):
     manager = ParquetIOManager(base_path=str(tmp_path))
-    frame = spark_engine.query("SELECT customer_id, event_date FROM logs",
+    frame = spark_engine.query_table("SELECT customer_id, event_date FROM logs",
                                {"logs": warehouse.partition_files(LOGS, ["2026-01-03", "2026-01-04"])})
     with pytest.raises(StorageError, match=r"values outside the partitions being written: \['2026-01-04'\]"):
         manager.write_partitions(LOGS, ["2026-01-03"], frame, "event_date")
@@ -196,12 +197,12 @@ def test_spark_without_a_connector_for_the_store_goes_through_the_driver(inputs,
     files = remote.partition_files(LOGS, days("2026-01-01", "2026-01-05"))
     sentiment = sentiment[sentiment["updated_date"].astype(str) <= "2026-01-05"]
     assert files.uris[0].startswith("s3://") and "testing" not in repr(files)
-    activity = spark_engine.query(DAILY_ACTIVITY_SQL,
+    activity = spark_engine.query_table(DAILY_ACTIVITY_SQL,
                                   {"logs": files, "sentiment": sentiment})
     _, written = remote.write_partitions(ACTIVITY, days("2026-01-01", "2026-01-05"), activity, "activity_date")
     assert len(written) == 5 and all(w["uri"].startswith("s3://") for w in written)
     local = compute_daily_activity(warehouse.partition_files(LOGS, days("2026-01-01", "2026-01-05")), sentiment,
-                                   DuckDBEngine().run_sql)
+                                   DuckDBEngine().query_pandas)
     stored = pd.concat([pd.read_parquet(remote.path_for(ACTIVITY, d).open("rb")) for d in days("2026-01-01", "2026-01-05")])
     same(stored, local, ["customer_id", "activity_date"])
 
@@ -221,7 +222,7 @@ def test_spark_settings_come_from_the_environment():
 def test_a_spark_job_failing_mid_write_leaves_no_files_and_no_staging(warehouse, spark_engine, tmp_path):
     manager = ParquetIOManager(base_path=str(tmp_path))
     # Fails on the executors, while writing (Spark 4's ANSI casts refuse 'x' as an integer).
-    frame = spark_engine.query("SELECT event_date, CAST(CASE WHEN customer_id > 0 THEN 'x' END AS INT) AS broken FROM logs",
+    frame = spark_engine.query_table("SELECT event_date, CAST(CASE WHEN customer_id > 0 THEN 'x' END AS INT) AS broken FROM logs",
                                {"logs": warehouse.partition_files(LOGS, ["2026-01-03"])})
     with pytest.raises(StorageError, match="(?s)Spark could not write raw/interaction_logs under .*CAST_INVALID_INPUT.*re-run the range"):
         manager.write_partitions(LOGS, ["2026-01-03"], frame, "event_date")

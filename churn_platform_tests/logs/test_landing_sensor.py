@@ -12,8 +12,9 @@ import pytest
 from churn_platform.definitions import build_definitions
 from churn_platform.logs.landing_zone import LandingZone, fingerprint
 from churn_platform.logs.sensors import days_to_watch, detect_changes
+from churn_platform.orchestration.partitions import build_partitions
 from churn_platform.resources import build_resources
-from churn_platform_tests.conftest import gcs_settings, s3_settings, settings_for
+from churn_platform_tests.support.data import gcs_settings, s3_settings, settings_for
 
 TODAY = dt.datetime.now(dt.timezone.utc)
 YESTERDAY = (TODAY - dt.timedelta(days=1)).date().isoformat()
@@ -41,7 +42,8 @@ def evaluate(sensor, instance, zone, cursor=None):
 
 
 def test_days_to_watch_are_the_closed_days_of_the_lookback():
-    days = days_to_watch(dt.datetime(2026, 3, 10, 12, tzinfo=dt.timezone.utc), lookback_days=3)
+    daily = build_partitions(settings_for("unused")).daily
+    days = days_to_watch(daily, dt.datetime(2026, 3, 10, 12, tzinfo=dt.timezone.utc), lookback_days=3)
     assert days == ["2026-03-07", "2026-03-08", "2026-03-09"]  # 03-10 has not closed yet
 
 
@@ -82,7 +84,7 @@ def test_changes_are_per_day_and_each_state_counts_once(platform):
 
 def test_sensor_requests_one_run_per_day_and_survives_a_lost_cursor(platform):
     settings, zone = platform
-    defs = build_definitions(dataclasses.replace(settings, landing_quiet_seconds=0))
+    defs = build_definitions(dataclasses.replace(settings, automation=dataclasses.replace(settings.automation, landing_quiet_seconds=0)))
     sensor = defs.resolve_sensor_def("interaction_logs_landing_sensor")
     for n in range(4):
         zone.write_file(YESTERDAY, f"part-{n}.jsonl", event_line(YESTERDAY, n))
@@ -114,7 +116,7 @@ def test_sensor_requests_one_run_per_day_and_survives_a_lost_cursor(platform):
 def test_s3_listing_pages_through_a_day_with_more_than_a_thousand_files(s3_server, tmp_path, monkeypatch):
     settings = s3_settings(s3_server, monkeypatch, str(tmp_path / "mlflow"))
     zone: LandingZone = build_resources(settings)["landing_zone"]
-    bucket, prefix = settings.landing_dir.removeprefix("s3://").split("/", 1)
+    bucket, prefix = settings.storage.landing_dir.removeprefix("s3://").split("/", 1)
     client = s3_server.client()
     for n in range(1205):  # ListObjectsV2 returns at most 1,000 keys a page
         client.put_object(Bucket=bucket, Key=f"{prefix}/interaction_logs/date={YESTERDAY}/f{n:05d}.jsonl", Body=b"{}\n")
@@ -124,7 +126,7 @@ def test_s3_listing_pages_through_a_day_with_more_than_a_thousand_files(s3_serve
 
 def test_a_tick_that_catches_files_still_arriving_waits_out_the_quiet_period(platform):
     settings, zone = platform
-    defs = build_definitions(dataclasses.replace(settings, landing_quiet_seconds=2))
+    defs = build_definitions(dataclasses.replace(settings, automation=dataclasses.replace(settings.automation, landing_quiet_seconds=2)))
     sensor = defs.resolve_sensor_def("interaction_logs_landing_sensor")
     zone.write_file(YESTERDAY, "part-0.jsonl", event_line(YESTERDAY, 0))
     with dg.instance_for_test() as instance:

@@ -6,6 +6,7 @@ import pytest
 
 from churn_platform.ml.labels import compute_churn_labels
 from churn_platform.ml.scoring import score_customers
+from churn_platform_tests.support.data import synthetic_table
 from churn_platform.ml.training import (
     TrainingDataError,
     build_training_set,
@@ -51,18 +52,6 @@ def test_training_set_keeps_active_customers_and_defaults_missing_labels_to_reta
     table = build_training_set(features, labels, ["2026-03-01"])
     assert table[["customer_id", "churned"]].values.tolist() == [[1, True], [3, False]]
     assert "is_active" not in table and "cancellations_30d" not in table
-
-
-def synthetic_table(rows=3000, seed=0):
-    """Any feature table: an id, a label, numeric and categorical columns, missing values."""
-    rng = np.random.default_rng(seed)
-    usage = rng.gamma(2.0, 2.0, rows)
-    segment = rng.choice(["smb", "mid", "ent", None], rows)
-    risk = -1.5 * usage + np.where(segment == "smb", 1.0, 0.0) + rng.normal(0, 1, rows)
-    churned = risk > np.quantile(risk, 0.85)
-    mood = np.where(rng.random(rows) < 0.3, np.nan, -risk / 5 + rng.normal(0, 0.2, rows))
-    return pd.DataFrame({"account": np.arange(rows), "usage": usage, "mood": mood,
-                         "segment": pd.Series(segment, dtype="string"), "label": churned})
 
 
 def test_training_is_generic_handles_missing_values_and_learns_the_signal():

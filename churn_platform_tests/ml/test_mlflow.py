@@ -12,15 +12,15 @@ from mlflow.tracking import MlflowClient
 from upath import UPath
 
 from churn_platform.definitions import build_definitions
-from churn_platform.demo import DemoPlan
-from churn_platform.jobs import partition_range_tags
+from churn_platform.cli.demo import DemoPlan
+from churn_platform.orchestration.run_tags import partition_range_tags
 from churn_platform.ml.scoring import predict_with
 from churn_platform.ml.tracking import MLflowTracking
 from churn_platform.ml.training import train_churn_model
 from churn_platform.storage.parquet_io_manager import table_to_parquet
-from churn_platform_tests import servers
-from churn_platform_tests.conftest import START, generate_into, settings_for
-from churn_platform_tests.ml.test_labels_and_training import synthetic_table
+from churn_platform_tests.support import servers
+from churn_platform_tests.support.data import START, generate_into, settings_for
+from churn_platform_tests.support.data import synthetic_table
 
 pytestmark = pytest.mark.slow
 DAYS = 45
@@ -48,7 +48,7 @@ def tracking(settings) -> MLflowTracking:
 def test_training_run_is_tracked_with_metrics_plots_lineage_and_registered(trained):
     settings, _, instance, plan = trained
     meta = instance.get_latest_materialization_event(MODEL).asset_materialization.metadata
-    client = MlflowClient(settings.mlflow_tracking_uri)
+    client = MlflowClient(settings.mlflow.tracking_uri)
     run = client.get_run(meta["mlflow_run_id"].value)
     for name in ("roc_auc", "pr_auc", "brier", "log_loss", "precision_at_threshold", "recall_at_threshold"):
         assert run.data.metrics[name] == pytest.approx(meta[name].value)
@@ -71,7 +71,7 @@ def test_training_run_is_tracked_with_metrics_plots_lineage_and_registered(train
 def test_a_model_trained_on_shuffled_labels_is_registered_but_not_promoted(trained):
     settings, defs, instance, plan = trained
     cutoff = plan.last_labelled_day
-    path = UPath(settings.warehouse_dir) / "ml" / "training_set" / f"{cutoff}.parquet"
+    path = UPath(settings.storage.warehouse_dir) / "ml" / "training_set" / f"{cutoff}.parquet"
     table = pd.read_parquet(path)
     table["churned"] = np.random.default_rng(0).permutation(table["churned"].to_numpy())  # no signal left
     import pyarrow as pa
@@ -83,7 +83,7 @@ def test_a_model_trained_on_shuffled_labels_is_registered_but_not_promoted(train
     (evaluation,) = result.get_asset_check_evaluations()
     assert not evaluation.passed
     assert "version 2 not promoted" in evaluation.description and "below the floor" in evaluation.description
-    client = MlflowClient(settings.mlflow_tracking_uri)
+    client = MlflowClient(settings.mlflow.tracking_uri)
     assert str(client.get_model_version_by_alias("churn_model", "champion").version) == "1"
     assert client.get_model_version("churn_model", "2").tags["promotion"] == "rejected"
     # The blocking check stopped the backup of the rejected model; the champion keeps scoring.

@@ -5,14 +5,14 @@ import pandas as pd
 import pytest
 
 from churn_platform.definitions import build_definitions
-from churn_platform.demo import DemoPlan, run_demo
+from churn_platform.cli.demo import DemoPlan, run_demo
 from churn_platform.resources import build_connection
 from churn_platform.storage.connection import ObjectStoreConnection, open_path
 from churn_platform.storage.files import sha256_hex
 from churn_platform.storage.parquet_io_manager import ParquetIOManager
-from churn_platform_tests import servers
-from churn_platform_tests.stack import PERMISSIVE_GATE
-from churn_platform_tests.conftest import (
+from churn_platform_tests.support import servers
+from churn_platform_tests.support.stack import PERMISSIVE_GATE
+from churn_platform_tests.support.data import (
     START,
     gcs_settings,
     generate_into,
@@ -37,7 +37,7 @@ def run_platform(settings):
 def warehouse_hashes(settings) -> dict[str, str]:
     """SHA-256 of every table file; scores by content without the model version, whose hash
     covers the model's lineage and so its storage URIs."""
-    root = open_path(settings.warehouse_dir, build_connection(settings))
+    root = open_path(settings.storage.warehouse_dir, build_connection(settings))
     hashes = {}
     for path in root.rglob("*.parquet"):
         name = str(path)[len(str(root)):].lstrip("/")
@@ -70,13 +70,13 @@ def test_whole_graph_on_an_object_store_equals_the_local_run(store, local_run, r
     scheme = {"s3": "s3://", "gcs": "gs://"}[store]
     assert str(model_metadata["uri"].value).startswith(scheme)
     assert model_metadata["roc_auc"].value == local_model["roc_auc"].value
-    backups = open_path(settings.backup_dir, build_connection(settings))
+    backups = open_path(settings.storage.backup_root, build_connection(settings))
     assert [p.name for p in backups.rglob("*.json")] == ["manifest.json"]
 
 
 def test_versioned_bucket_versions_are_recorded(s3_server, monkeypatch, tmp_path):
     settings = s3_settings(s3_server, monkeypatch, str(tmp_path), versioned=True)
-    manager = ParquetIOManager(base_path=settings.warehouse_dir, connection=build_connection(settings))
+    manager = ParquetIOManager(base_path=settings.storage.warehouse_dir, connection=build_connection(settings))
 
     @dg.asset(partitions_def=dg.DailyPartitionsDefinition(start_date="2026-01-01"))
     def things() -> pd.DataFrame:
@@ -86,7 +86,7 @@ def test_versioned_bucket_versions_are_recorded(s3_server, monkeypatch, tmp_path
     for _ in range(2):
         result = dg.materialize([things], partition_key="2026-01-02", resources={"io_manager": manager})
         versions.append(result.get_asset_materialization_events()[0].materialization.metadata["object_version"].value)
-    bucket, key = settings.warehouse_dir[len("s3://"):].split("/", 1)
+    bucket, key = settings.storage.warehouse_dir[len("s3://"):].split("/", 1)
     listed = s3_server.client().list_object_versions(Bucket=bucket, Prefix=f"{key}/things/2026-01-02.parquet")
     assert sorted(versions) == sorted(v["VersionId"] for v in listed["Versions"]) and versions[0] != versions[1]
 

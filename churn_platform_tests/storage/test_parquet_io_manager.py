@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from churn_platform.jobs import partition_range_tags
+from churn_platform.orchestration.run_tags import partition_range_tags
 from churn_platform.storage import files
 from churn_platform.storage.files import StorageError, sha256_hex, validate_partition_key
 from churn_platform.storage.parquet_io_manager import (

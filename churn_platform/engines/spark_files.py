@@ -37,7 +37,7 @@ def hadoop_options(connection: ObjectStoreConnection | None, protocol: str) -> d
     """The connection's endpoint and credentials as Hadoop s3a settings (gs: endpoint only)."""
     if connection is None:
         return {}
-    from churn_platform.secrets import reveal
+    from churn_platform.storage.credentials import reveal
 
     if protocol in S3_PROTOCOLS:
         options = {"fs.s3a.access.key": reveal(connection.access_key_id),

@@ -9,9 +9,9 @@ from typing import Any
 
 import dagster as dg
 
-from churn_platform.jobs import daily_ingestion_job, training_job
-from churn_platform.partitions import daily_partitions, labelled_partitions
-from churn_platform.settings import PlatformSettings
+from churn_platform.orchestration.jobs import daily_ingestion_job, training_job
+from churn_platform.orchestration.partitions import PlatformPartitions
+from churn_platform.settings import AutomationSettings
 
 
 def newest_closed_partition(partitions: dg.TimeWindowPartitionsDefinition, context: dg.ScheduleEvaluationContext) -> str | None:
@@ -20,10 +20,10 @@ def newest_closed_partition(partitions: dg.TimeWindowPartitionsDefinition, conte
 
 
 def _partitioned_schedule(name: str, job: Any, partitions: dg.TimeWindowPartitionsDefinition,
-                          cron: str, settings: PlatformSettings, description: str) -> dg.ScheduleDefinition:
+                          cron: str, settings: AutomationSettings, description: str) -> dg.ScheduleDefinition:
     @dg.schedule(
         name=name, job=job, cron_schedule=cron, execution_timezone=settings.schedule_timezone, description=description,
-        default_status=dg.DefaultScheduleStatus.RUNNING if settings.automation_running else dg.DefaultScheduleStatus.STOPPED,
+        default_status=dg.DefaultScheduleStatus.RUNNING if settings.running else dg.DefaultScheduleStatus.STOPPED,
     )
     def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
         partition = newest_closed_partition(partitions, context)
@@ -34,14 +34,14 @@ def _partitioned_schedule(name: str, job: Any, partitions: dg.TimeWindowPartitio
     return _schedule
 
 
-def build_schedules(settings: PlatformSettings) -> list[dg.ScheduleDefinition]:
+def build_schedules(settings: AutomationSettings, partitions: PlatformPartitions) -> list[dg.ScheduleDefinition]:
     return [
         _partitioned_schedule(
-            "daily_ingestion_schedule", daily_ingestion_job, daily_partitions, settings.ingestion_cron, settings,
+            "daily_ingestion_schedule", daily_ingestion_job, partitions.daily, settings.ingestion_cron, settings,
             "Yesterday's raw tickets and logs, sentiment, daily activity and customer features.",
         ),
         _partitioned_schedule(
-            "weekly_retraining_schedule", training_job, labelled_partitions, settings.retraining_cron, settings,
+            "weekly_retraining_schedule", training_job, partitions.labelled, settings.retraining_cron, settings,
             "Retrain on the newest labelled date (its 30-day outcome window has just closed); the "
             "promotion gate decides whether the new model serves.",
         ),

@@ -1,17 +1,8 @@
 """Jobs over the asset graph: one per partitions definition and cadence."""
 
-from __future__ import annotations
-
 import dagster as dg
 
-# The tags Dagster sets on a single-run backfill of a partition range.
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
-
-
-def partition_range_tags(start: str, end: str) -> dict[str, str]:
-    return {RANGE_START_TAG: start, RANGE_END_TAG: end}
-
+from churn_platform.orchestration import asset_keys as keys
 
 daily_ingestion_job = dg.define_asset_job(
     "daily_ingestion_job",
@@ -21,19 +12,19 @@ daily_ingestion_job = dg.define_asset_job(
 
 labels_job = dg.define_asset_job(
     "labels_job",
-    selection=dg.AssetSelection.assets(["ml", "churn_labels"]),
+    selection=dg.AssetSelection.assets(keys.CHURN_LABELS),
     description="Churn labels for as-of dates whose 30-day outcome window has elapsed.",
 )
 
 training_job = dg.define_asset_job(
     "training_job",
-    selection=dg.AssetSelection.assets(["ml", "training_set"], ["ml", "churn_model"], ["backups", "model_snapshot"]),
+    selection=dg.AssetSelection.assets(keys.TRAINING_SET, keys.CHURN_MODEL, keys.MODEL_SNAPSHOT),
     description="Training set, churn model and its backup, as of a labelled date.",
 )
 
 scoring_job = dg.define_asset_job(
     "scoring_job",
-    selection=dg.AssetSelection.assets(["ml", "churn_scores"], ["ml", "feature_drift"]),
+    selection=dg.AssetSelection.assets(keys.CHURN_SCORES, keys.FEATURE_DRIFT),
     description="Daily churn scores from the champion model, and feature drift against training data.",
 )
 

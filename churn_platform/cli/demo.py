@@ -10,8 +10,11 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from churn_platform.jobs import partition_range_tags
-from churn_platform.settings import LABEL_HORIZON_DAYS, REPO_ROOT, PlatformSettings
+from churn_platform.orchestration.run_tags import partition_range_tags
+from churn_platform.ml.checks import promotion_gate_run_config
+from churn_platform.orchestration import asset_keys as keys
+from churn_platform.orchestration.partitions import LABEL_HORIZON_DAYS
+from churn_platform.settings import PlatformSettings
 
 
 @dataclass(frozen=True)
@@ -40,16 +43,17 @@ class DemoPlan:
 
 
 def ensure_dagster_home() -> str:
-    """Use $DAGSTER_HOME, or the repo's .dagster_home with the repo's dagster.yaml."""
+    """Use $DAGSTER_HOME, or ``./.dagster_home`` in the current directory (the repository root
+    when run by ``make demo``), with ``./dagster.yaml`` copied into it when there is one (Dagster's
+    defaults otherwise). Nothing depends on where the package is installed."""
     home = os.environ.get("DAGSTER_HOME")
     if not home:
-        home = str(REPO_ROOT / ".dagster_home")
+        home = os.path.abspath(".dagster_home")
         os.environ["DAGSTER_HOME"] = home
     os.makedirs(home, exist_ok=True)
     target = os.path.join(home, "dagster.yaml")
-    source = REPO_ROOT / "dagster.yaml"
-    if not os.path.exists(target) and source.exists():
-        shutil.copyfile(source, target)
+    if not os.path.exists(target) and os.path.exists("dagster.yaml"):
+        shutil.copyfile("dagster.yaml", target)
     return home
 
 
@@ -68,7 +72,7 @@ def run_demo(defs: dg.Definitions, instance: dg.DagsterInstance, plan: DemoPlan,
         started = time.perf_counter()
         what = partition_key or f"{tags['dagster/asset_partition_range_start']}..{tags['dagster/asset_partition_range_end']}"
         log(f"  running {job_name} for {what} ...")
-        run_config = {"ops": {"ml__churn_model_promotion_gate": {"config": gate}}} if gate and job_name == "training_job" else None
+        run_config = promotion_gate_run_config(gate) if gate and job_name == "training_job" else None
         result = defs.resolve_job_def(job_name).execute_in_process(
             instance=instance, tags=tags, partition_key=partition_key, raise_on_error=True, run_config=run_config
         )
@@ -95,7 +99,7 @@ def summarize(instance: dg.DagsterInstance, defs: dg.Definitions, settings: Plat
             rows = sum({r.run_id: int(r.asset_materialization.metadata.get("rows_total", dg.MetadataValue.int(0)).value)
                         for r in records}.values())
         lines.append(f"  {key.to_user_string():34s} {len(partitions):4d} partitions  {rows:>10,d} rows")
-    model = instance.get_latest_materialization_event(dg.AssetKey(["ml", "churn_model"]))
+    model = instance.get_latest_materialization_event(keys.CHURN_MODEL)
     if model is not None:
         meta = model.asset_materialization.metadata
         lines += ["", f"Churn model (trained as of {model.asset_materialization.partition}), held-out metrics:"]
@@ -103,23 +107,23 @@ def summarize(instance: dg.DagsterInstance, defs: dg.Definitions, settings: Plat
             lines.append(f"  {name:14s} {meta[name].value:.4f}")
         lines.append(f"  MLflow version {meta['model_version'].value}, run {meta['mlflow_run_id'].value}")
         check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-            [dg.AssetCheckKey(dg.AssetKey(["ml", "churn_model"]), "promotion_gate")]
-        ).get(dg.AssetCheckKey(dg.AssetKey(["ml", "churn_model"]), "promotion_gate"))
+            [keys.PROMOTION_GATE]
+        ).get(keys.PROMOTION_GATE)
         if check is not None and check.event is not None:
             evaluation = check.event.dagster_event.event_specific_data
             lines.append(f"  promotion gate: {'passed' if evaluation.passed else 'failed'} - {evaluation.description}")
     lines += [
         "",
         "Outputs:",
-        f"  tables     {settings.warehouse_dir}",
-        f"  models     {settings.artifacts_dir}",
-        f"  backups    {settings.backup_dir}",
-        f"  landing    {settings.landing_dir}",
-        f"  mlflow     {settings.mlflow_tracking_uri}",
+        f"  tables     {settings.storage.warehouse_dir}",
+        f"  models     {settings.storage.artifacts_dir}",
+        f"  backups    {settings.storage.backup_root}",
+        f"  landing    {settings.storage.landing_dir}",
+        f"  mlflow     {settings.mlflow.tracking_uri}",
         f"  instance   {instance.root_directory}",
         "",
         "Open them in the Dagster UI:  make dev   (or: DAGSTER_HOME=.dagster_home dagster dev -w workspace.yaml)",
         "then browse http://127.0.0.1:3000/asset-groups",
-        f"MLflow UI:  .venv/bin/mlflow ui --backend-store-uri {settings.mlflow_tracking_uri} --port 5000",
+        f"MLflow UI:  make mlflow-ui   (= mlflow ui --backend-store-uri {settings.mlflow.tracking_uri} --port 5000)",
     ]
     return lines

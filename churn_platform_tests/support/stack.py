@@ -19,11 +19,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import httpx
+from churn_platform.orchestration import asset_keys as keys
+from churn_platform.orchestration.graphql import GraphQLError, graphql
+from churn_platform.orchestration.partitions import LABEL_HORIZON_DAYS
+from churn_platform_tests.support.servers import free_port, wait_for_port
 
-from churn_platform.settings import LABEL_HORIZON_DAYS, REPO_ROOT
-from churn_platform_tests.servers import free_port, wait_for_port
-
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 # Small data makes a weak model; the promotion gate is not what the automation tests are about.
 PERMISSIVE_GATE = {"min_roc_auc": 0.5, "min_pr_auc_lift": 1.0}
@@ -67,18 +68,13 @@ class DagsterDev:
             raise RuntimeError(f"dagster dev exited with {self.process.returncode}:\n{self.log_tail()}")
         try:
             data = self.graphql("{ instance { daemonHealth { allDaemonStatuses { daemonType healthy } } } }")
-        except (httpx.HTTPError, RuntimeError):
+        except GraphQLError:
             return False
         statuses = {d["daemonType"]: d["healthy"] for d in data["instance"]["daemonHealth"]["allDaemonStatuses"]}
         return all(statuses.get(name) for name in ("SENSOR", "SCHEDULER", "QUEUED_RUN_COORDINATOR", "BACKFILL"))
 
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        response = httpx.post(f"{self.url}/graphql", json={"query": query, "variables": variables or {}}, timeout=30)
-        response.raise_for_status()
-        body = response.json()
-        if body.get("errors"):
-            raise RuntimeError(f"GraphQL errors: {body['errors']}")
-        return body["data"]
+        return graphql(self.url, query, variables, timeout=30)
 
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -102,7 +98,7 @@ class DagsterDev:
 def run_seed(env: Mapping[str, str], first: str, last: str, home: Path) -> None:
     """Materialize the history in a separate process (so that it sees the platform's environment)."""
     subprocess.run(
-        [sys.executable, "-m", "churn_platform_tests.stack", "seed", first, last],
+        [sys.executable, "-m", "churn_platform_tests.support.stack", "seed", first, last],
         cwd=REPO_ROOT, env={**os.environ, **env, "DAGSTER_HOME": str(home)}, check=True,
     )
 
@@ -111,19 +107,20 @@ def _seed(first: str, last: str) -> None:
     import dagster as dg
 
     from churn_platform.definitions import defs
-    from churn_platform.jobs import partition_range_tags
+    from churn_platform.ml.checks import promotion_gate_run_config
+    from churn_platform.orchestration.run_tags import partition_range_tags
 
     day = dt.timedelta(days=1)
     last_day = dt.date.fromisoformat(last)
     before_last = (last_day - day).isoformat()
     last_labelled = (last_day - dt.timedelta(days=LABEL_HORIZON_DAYS + 1)).isoformat()
-    crm = [dg.AssetKey(["raw", "crm_tickets"]), dg.AssetKey(["enriched", "ticket_sentiment"])]
+    crm = [keys.CRM_TICKETS, keys.TICKET_SENTIMENT]
     steps = [
         ("daily_ingestion_job", {"tags": partition_range_tags(first, before_last)}),
         ("daily_ingestion_job", {"partition_key": last, "asset_selection": crm}),  # as the daily schedule would
         ("labels_job", {"tags": partition_range_tags(first, last_labelled)}),
         ("training_job", {"partition_key": last_labelled,
-                          "run_config": {"ops": {"ml__churn_model_promotion_gate": {"config": PERMISSIVE_GATE}}}}),
+                          "run_config": promotion_gate_run_config(PERMISSIVE_GATE)}),
         ("scoring_job", {"tags": partition_range_tags((last_day - 7 * day).isoformat(), before_last)}),
     ]
     with dg.DagsterInstance.get() as instance:

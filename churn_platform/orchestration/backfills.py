@@ -6,7 +6,8 @@ import time
 from collections.abc import Sequence
 
 import dagster as dg
-import httpx
+
+from churn_platform.orchestration.graphql import GraphQLError, graphql
 
 LAUNCH_BACKFILL = """
 mutation($params: LaunchBackfillParams!) {
@@ -31,20 +32,8 @@ FINISHED = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CAN
 SUCCEEDED = {"COMPLETED", "COMPLETED_SUCCESS"}
 
 
-class BackfillError(RuntimeError):
-    """The webserver refused the backfill, or the backfill did not succeed."""
-
-
-def _graphql(url: str, query: str, variables: dict) -> dict:
-    try:
-        response = httpx.post(f"{url.rstrip('/')}/graphql", json={"query": query, "variables": variables}, timeout=60)
-        response.raise_for_status()
-    except httpx.HTTPError as exc:
-        raise BackfillError(f"could not reach the Dagster webserver at {url} ({exc}); is `make dev` running?") from None
-    body = response.json()
-    if body.get("errors"):
-        raise BackfillError(f"the webserver rejected the request: {body['errors'][0].get('message')}")
-    return body["data"]
+class BackfillError(GraphQLError):
+    """The backfill was refused or did not succeed (unreachable webserver: GraphQLError)."""
 
 
 def launch_backfill(url: str, asset_keys: Sequence[dg.AssetKey], first: str, last: str) -> str:
@@ -53,7 +42,7 @@ def launch_backfill(url: str, asset_keys: Sequence[dg.AssetKey], first: str, las
     Exactly that range of each asset: given partition names and an asset selection instead, Dagster
     would extend the backfill to every downstream partition that reads the range, e.g. 29 more days
     of rolling features, whose windows then reach days after the range that may not exist yet."""
-    result = _graphql(url, LAUNCH_BACKFILL, {"params": {
+    result = graphql(url, LAUNCH_BACKFILL, {"params": {
         "fromFailure": False,
         "partitionsByAssets": [
             {"assetKey": {"path": list(key.path)}, "partitions": {"range": {"start": first, "end": last}}}
@@ -66,7 +55,7 @@ def launch_backfill(url: str, asset_keys: Sequence[dg.AssetKey], first: str, las
 
 
 def backfill_status(url: str, backfill_id: str) -> str:
-    result = _graphql(url, BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
+    result = graphql(url, BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
     if result["__typename"] != "PartitionBackfill":
         raise BackfillError(f"backfill {backfill_id}: {result.get('message', result['__typename'])}")
     return result["status"]

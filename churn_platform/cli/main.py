@@ -22,9 +22,10 @@ def _generate(days: int, customers: int, seed: int, start_date: str | None) -> d
 
     settings = load_settings()
     resources = build_resources(settings)
-    start = dt.date.fromisoformat(start_date or settings.start_date)
+    start = dt.date.fromisoformat(start_date or settings.pipeline.start_date)
     data = generate(start, days=days, customers=customers, seed=seed)
-    stats = write_generated(data, resources["landing_zone"], settings.crm_export_path, resources["landing_zone"].connection)
+    stats = write_generated(data, resources["landing_zone"], settings.storage.crm_export_path,
+                            resources["landing_zone"].connection)
     stats["first_day"], stats["last_day"] = data.start_date.isoformat(), data.end_date.isoformat()
     return stats
 
@@ -51,19 +52,20 @@ def generate(days: int, customers: int, seed: int, start_date: str | None) -> No
 @_seed
 def demo(days: int, customers: int, seed: int) -> None:
     """Generate data and materialize the whole asset graph on local storage."""
-    from churn_platform.demo import DemoPlan, ensure_dagster_home, run_demo, summarize
+    from churn_platform.cli.demo import DemoPlan, ensure_dagster_home, run_demo, summarize
 
     ensure_dagster_home()
     import dagster as dg
 
-    from churn_platform.definitions import defs
+    from churn_platform.definitions import build_definitions
 
     settings = load_settings()
+    defs = build_definitions(settings)
     started = time.perf_counter()
-    click.echo(f"Generating {days} days for {customers} customers (seed {seed}) into {settings.data_root} ...")
+    click.echo(f"Generating {days} days for {customers} customers (seed {seed}) into {settings.storage.data_root} ...")
     stats = _generate(days, customers, seed, None)
     click.echo("  " + " ".join(f"{k}={v}" for k, v in stats.items()))
-    plan = DemoPlan.for_days(dt.date.fromisoformat(settings.start_date), days)
+    plan = DemoPlan.for_days(dt.date.fromisoformat(settings.pipeline.start_date), days)
     with dg.DagsterInstance.get() as instance:
         click.echo("Materializing the asset graph ...")
         timings = run_demo(defs, instance, plan, log=click.echo)
@@ -93,7 +95,7 @@ def crm_simulator(host: str, port: int, export_path: str | None, oauth_token_env
     from churn_platform.crm.simulator import FaultConfig, ZendeskSimulator
 
     settings = load_settings()
-    path = export_path or settings.crm_export_path
+    path = export_path or settings.storage.crm_export_path
     oauth, api_token = os.environ.get(oauth_token_env), os.environ.get(api_token_env)
     if not oauth and not (email and api_token):
         raise click.UsageError(f"set {oauth_token_env}, or --email and {api_token_env}, for clients to authenticate with")
@@ -120,11 +122,15 @@ def crm_simulator(host: str, port: int, export_path: str | None, oauth_token_env
 def backfill(first: str, last: str, groups: tuple[str, ...], url: str | None, wait: bool, timeout: int) -> None:
     """Backfill a date range through the running Dagster deployment (as the UI does), honouring the
     assets' backfill policies: a year of single-run assets is one run, not 365."""
-    from churn_platform.backfills import BackfillError, launch_backfill, wait_for_backfill
-    from churn_platform.definitions import ALL_ASSETS
-    from churn_platform.partitions import daily_partitions
+    from churn_platform.definitions import build_assets
+    from churn_platform.orchestration.backfills import launch_backfill, wait_for_backfill
+    from churn_platform.orchestration.graphql import GraphQLError
+    from churn_platform.orchestration.partitions import build_partitions
 
-    url = url or load_settings().dagster_ui_url
+    settings = load_settings()
+    url = url or settings.alerts.dagster_ui_url
+    partitions_defs = build_partitions(settings)
+    daily_partitions = partitions_defs.daily
     existing = daily_partitions.get_partition_keys()
     if first not in existing or last not in existing or first > last:
         raise click.BadParameter(
@@ -132,7 +138,7 @@ def backfill(first: str, last: str, groups: tuple[str, ...], url: str | None, wa
         )
     partitions = existing[existing.index(first): existing.index(last) + 1]
     keys = sorted(
-        (key for asset in ALL_ASSETS if asset.partitions_def == daily_partitions
+        (key for asset in build_assets(partitions_defs) if asset.partitions_def == daily_partitions
          for key, group in asset.group_names_by_key.items() if group in groups),
         key=lambda k: k.to_user_string(),
     )
@@ -144,6 +150,6 @@ def backfill(first: str, last: str, groups: tuple[str, ...], url: str | None, wa
         click.echo(f"  {url.rstrip('/')}/runs/b/{backfill_id}")
         if wait:
             click.echo(f"  {wait_for_backfill(url, backfill_id, timeout)}")
-    except BackfillError as exc:
+    except GraphQLError as exc:
         raise click.ClickException(str(exc)) from None
 

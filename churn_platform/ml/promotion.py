@@ -1,4 +1,5 @@
-"""The promotion gate: may a newly trained model replace the champion?"""
+"""The promotion gate: may a newly trained model replace the champion? Its inputs, its rule
+and its decision, as plain functions that the model asset and the gate check call."""
 
 from __future__ import annotations
 
@@ -64,3 +65,34 @@ def champion_on_holdout(tracking, holdout: Holdout) -> dict[str, Any] | None:
         return None
     pipeline = tracking.load_version(version)
     return {"version": version, **evaluate(holdout.labels, predict_with(pipeline, holdout.features))}
+
+
+def gate_inputs(version: str, candidate: dict[str, float], holdout: Holdout, tracking) -> dict[str, Any]:
+    """What the gate decides on, assembled where the hold-out is at hand (the training step) and
+    recorded in the model's metadata for the gate check."""
+    return {"version": version, "candidate": candidate, "health": prediction_health(holdout.probabilities),
+            "champion": champion_on_holdout(tracking, holdout)}
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    passed: bool
+    version: str
+    description: str
+    reasons: list[str]
+    champion_roc_auc: float | None  # the champion's ROC AUC on the same hold-out, if there was one
+
+
+def decide_promotion(inputs: dict[str, Any], thresholds: GateThresholds, tracking) -> GateDecision:
+    """Run the gate on recorded inputs and act on it: promote the version to champion, or tag it
+    rejected with the reasons. ``tracking`` is an MLflowTracking resource."""
+    passed, reasons = evaluate_gate(inputs["candidate"], inputs["health"], inputs["champion"], thresholds)
+    version, champion = inputs["version"], inputs["champion"]
+    if passed:
+        previous = champion["version"] if champion else None
+        description = f"promoted version {version} to champion" + (f" (was {previous})" if previous else "")
+        tracking.promote(version, description)
+    else:
+        description = f"version {version} not promoted: " + "; ".join(reasons)
+        tracking.reject(version, reasons)
+    return GateDecision(passed, version, description, reasons, champion["roc_auc"] if champion else None)

@@ -1,0 +1,51 @@
+"""When derived partitions refresh: the ``on upstream change`` condition and the sensor that
+evaluates every asset's condition.
+
+The other things that start runs: the landing sensor (``logs/sensors.py``) and the schedules
+(``schedules.py``); failures are reported by ``alerts/sensors.py``.
+"""
+
+import datetime as dt
+from collections.abc import Sequence
+
+import dagster as dg
+
+
+def on_upstream_change(lookback: dt.timedelta, ignore: Sequence[dg.AssetKey] = ()) -> dg.AutomationCondition:
+    """Materialize a partition when a partition it reads was updated (or it newly became missing
+    with everything it reads present), not while its inputs are still being written.
+
+    Like ``AutomationCondition.eager()``, but looking back ``lookback`` instead of only the latest
+    partition, so that late files for recent days flow downstream too. ``ignore``: dependencies
+    that only point at "the latest" of something (the champion model, the newest training set); a
+    new model does not re-score history.
+    """
+    deps_updated = dg.AutomationCondition.any_deps_updated()
+    deps_missing = dg.AutomationCondition.any_deps_missing()
+    deps_in_progress = dg.AutomationCondition.any_deps_in_progress()
+    if ignore:
+        ignored = dg.AssetSelection.assets(*ignore)
+        deps_updated, deps_missing, deps_in_progress = (
+            c.ignore(ignored) for c in (deps_updated, deps_missing, deps_in_progress)
+        )
+    return (
+        dg.AutomationCondition.in_latest_time_window(lookback_delta=lookback)
+        & (dg.AutomationCondition.newly_missing() | deps_updated).since_last_handled()
+        & ~deps_missing
+        & ~deps_in_progress
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label("on upstream change")
+
+
+def build_automation_sensor(minimum_interval_seconds: int, running: bool) -> dg.AutomationConditionSensorDefinition:
+    """Evaluates every asset's automation condition; replaces Dagster's default sensor so that the
+    interval and the default status come from configuration."""
+    return dg.AutomationConditionSensorDefinition(
+        "churn_automation", target=dg.AssetSelection.all(), minimum_interval_seconds=minimum_interval_seconds,
+        default_status=default_status(running),
+        description="Brings derived partitions up to date when the partitions they read change.",
+    )
+
+
+def default_status(running: bool) -> dg.DefaultSensorStatus:
+    return dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED

@@ -1,0 +1,97 @@
+"""Where the platform keeps its data: local disk, S3 or GCS (``CHURN_ENV``)."""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from churn_platform.settings.declare import SettingsError, setting
+
+ENVIRONMENTS = ("local", "s3", "gcs")
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    env: str = setting("CHURN_ENV", "local", "`local`, `s3` or `gcs`: which storage the resources use",
+                       choices=ENVIRONMENTS)
+    data_dir: str | None = setting(
+        "CHURN_DATA_DIR", None, "local: landing zone, CRM export, warehouse and artifacts",
+        default_doc="`./data` (in the current directory)")
+    backup_dir: str | None = setting("CHURN_BACKUP_DIR", None, "local: the backup location",
+                                     default_doc="`$CHURN_DATA_DIR/backups`")
+    s3_bucket: str | None = setting("CHURN_S3_BUCKET", None,
+                                    "s3 (required): bucket for the landing zone, CRM export, warehouse and artifacts")
+    s3_backup_bucket: str | None = setting(
+        "CHURN_S3_BACKUP_BUCKET", None, "s3 (required): a separate bucket for backups (versioned, ideally with Object Lock)")
+    s3_prefix: str = setting("CHURN_S3_PREFIX", "churn-platform", "s3: key prefix inside both buckets")
+    s3_endpoint_url: str | None = setting("CHURN_S3_ENDPOINT_URL", None,
+                                          "s3: custom endpoint, e.g. `http://127.0.0.1:9000` for MinIO")
+    region: str | None = setting("AWS_REGION", None, "s3: region")
+    gcs_bucket: str | None = setting("CHURN_GCS_BUCKET", None,
+                                     "gcs (required): bucket for the landing zone, CRM export, warehouse and artifacts")
+    gcs_backup_bucket: str | None = setting("CHURN_GCS_BACKUP_BUCKET", None, "gcs (required): a separate bucket for backups")
+    gcs_prefix: str = setting("CHURN_GCS_PREFIX", "churn-platform", "gcs: object prefix inside both buckets")
+    gcs_endpoint_url: str | None = setting("CHURN_GCS_ENDPOINT_URL", None, "gcs: custom endpoint (an emulator)")
+    gcs_project: str | None = setting("GOOGLE_CLOUD_PROJECT", None, "gcs: project")
+    gcs_token: str | None = setting("CHURN_GCS_TOKEN", None, "gcs: `anon` for emulators that take no credentials")
+
+    SECRETS: ClassVar[dict[str, str]] = {
+        "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY": "s3: read through `dagster.EnvVar` when set; otherwise the "
+        "AWS default credential chain (instance or pod role) applies",
+        "GOOGLE_APPLICATION_CREDENTIALS": "gcs: service-account JSON path, read through `dagster.EnvVar`; "
+        "otherwise Google default credentials",
+    }
+
+    def __post_init__(self) -> None:
+        # Relative to the current directory, not to this package: it works installed from a wheel.
+        data_dir = str(Path(self.data_dir or "data").absolute())
+        object.__setattr__(self, "data_dir", data_dir)
+        object.__setattr__(self, "backup_dir", self.backup_dir or f"{data_dir}/backups")
+        if self.env == "local":
+            return
+        for variable, value, why in self._required():
+            if not value:
+                raise SettingsError(f"{variable} must be set when CHURN_ENV={self.env}{why}")
+
+    def _required(self) -> list[tuple[str, str | None, str]]:
+        backups = " (backups live in their own bucket)"
+        if self.env == "s3":
+            return [("CHURN_S3_BUCKET", self.s3_bucket, ""), ("CHURN_S3_BACKUP_BUCKET", self.s3_backup_bucket, backups)]
+        return [("CHURN_GCS_BUCKET", self.gcs_bucket, ""), ("CHURN_GCS_BACKUP_BUCKET", self.gcs_backup_bucket, backups)]
+
+    @property
+    def data_root(self) -> str:
+        """A local directory, s3://bucket/prefix or gs://bucket/prefix."""
+        if self.env == "s3":
+            return f"s3://{self.s3_bucket}/{self.s3_prefix.strip('/')}"
+        if self.env == "gcs":
+            return f"gs://{self.gcs_bucket}/{self.gcs_prefix.strip('/')}"
+        return self.data_dir
+
+    @property
+    def backup_root(self) -> str:
+        """A separate location (bucket) for backups."""
+        if self.env == "s3":
+            return f"s3://{self.s3_backup_bucket}/{self.s3_prefix.strip('/')}"
+        if self.env == "gcs":
+            return f"gs://{self.gcs_backup_bucket}/{self.gcs_prefix.strip('/')}"
+        return self.backup_dir
+
+    @property
+    def endpoint_url(self) -> str | None:
+        return {"s3": self.s3_endpoint_url, "gcs": self.gcs_endpoint_url}.get(self.env)
+
+    @property
+    def landing_dir(self) -> str:
+        return f"{self.data_root}/landing"
+
+    @property
+    def crm_export_path(self) -> str:
+        return f"{self.data_root}/crm/tickets.jsonl"
+
+    @property
+    def warehouse_dir(self) -> str:
+        return f"{self.data_root}/warehouse"
+
+    @property
+    def artifacts_dir(self) -> str:
+        return f"{self.data_root}/artifacts"
