@@ -54,7 +54,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-backfill-"))
     env = {"CHURN_DATA_DIR": str(root / "data"), "CHURN_START_DATE": first.isoformat()}
     settings = load_settings(env)
-    zone = build_resources(settings, env)["landing_zone"]
+    zone = build_resources(settings)["landing_zone"]
     stats = write_generated(generate(first, days=days, customers=args.customers, seed=2), zone,
                             settings.storage.crm_export_path, None)
     print(f"generated {days} days for {args.customers} customers: {stats}", flush=True)

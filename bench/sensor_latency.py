@@ -45,7 +45,7 @@ def latency(samples: int, customers: int) -> dict:
     env = {"CHURN_DATA_DIR": str(root / "data"), "CHURN_START_DATE": first.isoformat(),
            "CHURN_AUTOMATION_RUNNING": "1", "CHURN_LANDING_LOOKBACK_DAYS": str(samples + 1)}
     settings = load_settings(env)
-    zone = build_resources(settings, env)["landing_zone"]
+    zone = build_resources(settings)["landing_zone"]
     write_generated(generate(first, days=samples, customers=customers, seed=1), zone, settings.storage.crm_export_path, None)
     held = {}
     for n in range(samples):  # everything lands during the measurement
@@ -106,7 +106,7 @@ def tick_cost(objects_per_day: int, days_list: list[int], lookback: int) -> list
         env = {"CHURN_ENV": "s3", "CHURN_S3_BUCKET": bucket, "CHURN_S3_BACKUP_BUCKET": server.new_bucket(),
                "CHURN_S3_ENDPOINT_URL": server.endpoint, "AWS_REGION": "us-east-1"}
         settings = load_settings(env)
-        zone = build_resources(settings, env)["landing_zone"]
+        zone = build_resources(settings)["landing_zone"]
         prefix = settings.storage.landing_dir.removeprefix(f"s3://{bucket}/") + "/interaction_logs/"
         end = dt.date(2026, 6, 30)
         written = 0

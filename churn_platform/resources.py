@@ -2,8 +2,6 @@
 the storage (local, S3 or GCS), the CRM (the bundled simulator or a Zendesk URL), the feature
 engine (DuckDB or Spark) and where MLflow keeps its store."""
 
-import os
-from collections.abc import Mapping
 from typing import Any, Optional
 
 from churn_platform.alerts.resources import SlackWebhook
@@ -22,16 +20,16 @@ from churn_platform.storage.credentials import env_secret
 from churn_platform.storage.parquet_io_manager import ParquetIOManager
 
 
-def build_connection(settings: PlatformSettings, environ: Mapping[str, str]) -> Optional[ObjectStoreConnection]:
-    storage = settings.storage
+def build_connection(settings: PlatformSettings) -> Optional[ObjectStoreConnection]:
+    storage, secrets = settings.storage, settings.secrets_set
     if storage.env == "s3":
         return ObjectStoreConnection(
             endpoint_url=storage.endpoint_url, region=storage.region,
-            access_key_id=env_secret("AWS_ACCESS_KEY_ID", environ),
-            secret_access_key=env_secret("AWS_SECRET_ACCESS_KEY", environ),
+            access_key_id=env_secret("AWS_ACCESS_KEY_ID", secrets),
+            secret_access_key=env_secret("AWS_SECRET_ACCESS_KEY", secrets),
         )
     if storage.env == "gcs":
-        token = storage.gcs_token or env_secret("GOOGLE_APPLICATION_CREDENTIALS", environ)
+        token = storage.gcs_token or env_secret("GOOGLE_APPLICATION_CREDENTIALS", secrets)
         return ObjectStoreConnection(endpoint_url=storage.endpoint_url, gcs_project=storage.gcs_project, gcs_token=token)
     return None
 
@@ -42,32 +40,30 @@ def build_feature_engine(settings: PlatformSettings) -> FeatureEngine:
     return DuckDBEngine()
 
 
-def build_crm(settings: PlatformSettings, connection: Optional[ObjectStoreConnection],
-              environ: Mapping[str, str]) -> CRMResource:
+def build_crm(settings: PlatformSettings, connection: Optional[ObjectStoreConnection]) -> CRMResource:
+    secrets = settings.secrets_set
     if settings.crm.url:
         return ZendeskCRMResource(
             base_url=settings.crm.url, email=settings.crm.email,
-            api_token=env_secret("ZENDESK_API_TOKEN", environ), oauth_token=env_secret("ZENDESK_OAUTH_TOKEN", environ),
+            api_token=env_secret("ZENDESK_API_TOKEN", secrets), oauth_token=env_secret("ZENDESK_OAUTH_TOKEN", secrets),
         )
     return SimulatedCRMResource(export_path=settings.storage.crm_export_path, export_connection=connection)
 
 
-def build_resources(settings: PlatformSettings, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """``environ`` only tells which secrets are set (they are passed as ``dagster.EnvVar``
-    references, never as values); it defaults to the process environment."""
-    environ = os.environ if environ is None else environ
+def build_resources(settings: PlatformSettings) -> dict[str, Any]:
+    """Secrets that are set are passed on as ``dagster.EnvVar`` references, never as values."""
     storage = settings.storage
-    connection = build_connection(settings, environ)
+    connection = build_connection(settings)
     artifact_store = ArtifactStore(base_path=storage.artifacts_dir, connection=connection)
     return {
         "io_manager": ParquetIOManager(base_path=storage.warehouse_dir, connection=connection),
         "model_io_manager": ArtifactIOManager(store=artifact_store),
         "artifact_store": artifact_store,
         "landing_zone": LandingZone(base_path=storage.landing_dir, connection=connection),
-        "crm": build_crm(settings, connection, environ),
+        "crm": build_crm(settings, connection),
         "backup_store": BackupStore(base_path=storage.backup_root, connection=connection),
         "feature_engine": build_feature_engine(settings),
-        "slack": SlackWebhook(webhook_url=env_secret("SLACK_WEBHOOK_URL", environ)),
+        "slack": SlackWebhook(webhook_url=env_secret("SLACK_WEBHOOK_URL", settings.secrets_set)),
         "mlflow_tracking": MLflowTracking(
             tracking_uri=settings.mlflow.tracking_uri, artifact_location=settings.mlflow.artifact_location,
             ui_url=settings.mlflow.ui_url,

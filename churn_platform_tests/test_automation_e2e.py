@@ -19,7 +19,8 @@ from dagster._core.instance.ref import InstanceRef
 from churn_platform.crm.export import read_export
 from churn_platform.crm.simulator import ZendeskSimulator
 from churn_platform.resources import build_resources
-from churn_platform.settings import LABEL_HORIZON_DAYS, load_settings
+from churn_platform.orchestration.partitions import LABEL_HORIZON_DAYS
+from churn_platform.settings import load_settings
 from churn_platform.synthetic.generator import generate
 from churn_platform.synthetic.writer import write_generated
 from churn_platform_tests.support.data import S3_TEST_ENV
@@ -84,7 +85,7 @@ def _deployment(s3_server, tmp_path_factory):
     }
     settings = load_settings(env)
     data = generate(FIRST, days=DAYS, customers=CUSTOMERS, seed=11)
-    zone = build_resources(settings, env)["landing_zone"]
+    zone = build_resources(settings)["landing_zone"]
     write_generated(data, zone, settings.storage.crm_export_path, zone.connection)
     # Hold back the newest day's log files: the test lands them itself.
     held = {}

@@ -64,7 +64,7 @@ def test_object_store_environments_name_the_missing_bucket_variable(env, missing
 def test_s3_credentials_are_env_var_references_never_values(monkeypatch):
     environ = {"CHURN_ENV": "s3", "CHURN_S3_BUCKET": "data", "CHURN_S3_BACKUP_BUCKET": "vault",
                "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "very-secret"}
-    resources = build_resources(load_settings(environ), environ)
+    resources = build_resources(load_settings(environ))
     connection = resources["io_manager"].connection
     assert isinstance(connection.secret_access_key, dg.EnvVar) and connection.secret_access_key.env_var_name == "AWS_SECRET_ACCESS_KEY"
     assert resources["io_manager"].base_path == "s3://data/churn-platform/warehouse"

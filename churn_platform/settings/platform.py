@@ -29,15 +29,26 @@ class PlatformSettings:
     engine: EngineSettings
     automation: AutomationSettings
     alerts: AlertSettings
+    # Which of the sections' declared secrets are set (names only: values are never read here;
+    # resources pass them on as dagster.EnvVar references, resolved at run time).
+    secrets_set: frozenset[str] = frozenset()
 
 
-def build_settings(sections: Mapping[str, object]) -> PlatformSettings:
+def build_settings(sections: Mapping[str, object], secrets_set: frozenset[str] = frozenset()) -> PlatformSettings:
     local_data_dir = sections["storage"].data_dir
-    return PlatformSettings(**{**sections, "mlflow": sections["mlflow"].resolved(local_data_dir)})
+    return PlatformSettings(**{**sections, "mlflow": sections["mlflow"].resolved(local_data_dir)},
+                            secrets_set=secrets_set)
+
+
+def declared_secrets() -> list[str]:
+    return [name for section in SECTIONS.values() for name in getattr(section, "SECRETS", {})]
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> PlatformSettings:
     """The settings from ``environ`` (default: the process environment). The only place the
     platform reads its environment; everything else is built from what this returns."""
     environ = os.environ if environ is None else environ
-    return build_settings({name: read_section(section, environ) for name, section in SECTIONS.items()})
+    return build_settings(
+        {name: read_section(section, environ) for name, section in SECTIONS.items()},
+        frozenset(name for name in declared_secrets() if environ.get(name)),
+    )

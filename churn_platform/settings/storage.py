@@ -35,8 +35,9 @@ class StorageSettings:
     gcs_token: str | None = setting("CHURN_GCS_TOKEN", None, "gcs: `anon` for emulators that take no credentials")
 
     SECRETS: ClassVar[dict[str, str]] = {
-        "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY": "s3: read through `dagster.EnvVar` when set; otherwise the "
-        "AWS default credential chain (instance or pod role) applies",
+        "AWS_ACCESS_KEY_ID": "s3: read through `dagster.EnvVar` when set; otherwise the AWS default credential "
+        "chain (instance or pod role) applies",
+        "AWS_SECRET_ACCESS_KEY": "s3: as `AWS_ACCESS_KEY_ID`",
         "GOOGLE_APPLICATION_CREDENTIALS": "gcs: service-account JSON path, read through `dagster.EnvVar`; "
         "otherwise Google default credentials",
     }

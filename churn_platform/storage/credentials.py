@@ -1,15 +1,15 @@
 """Secrets are referenced by environment variable name (dagster.EnvVar), never held as values."""
 
-from collections.abc import Mapping
+from collections.abc import Collection
 from typing import Optional
 
 import dagster as dg
 
 
-def env_secret(name: str, environ: Mapping[str, str]) -> Optional[dg.EnvVar]:
+def env_secret(name: str, secrets_set: Collection[str]) -> Optional[dg.EnvVar]:
     """A reference to ``name`` if it is set (Dagster resolves it at run time), else None so that
     the client library's own credential chain (instance role, workload identity) applies."""
-    return dg.EnvVar(name) if environ.get(name) else None
+    return dg.EnvVar(name) if name in secrets_set else None
 
 
 def reveal(value: Optional[str]) -> Optional[str]:
