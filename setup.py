@@ -50,6 +50,8 @@ setup(
             "pytest-xdist>=3.5",
             "moto[server]>=5.0",
             "gcp-storage-emulator>=2024.8",
+            "ruff>=0.17",  # `ruff check` and `ruff format --check` in make test
+            "dagster-dg-cli>=1.13",  # `dg check defs` / `dg list defs` (see pyproject's [tool.dg])
         ],
     },
     entry_points={"console_scripts": ["churn-platform=churn_platform.cli.main:main"]},

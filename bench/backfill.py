@@ -49,7 +49,7 @@ def main() -> None:
     from churn_platform_tests.support.stack import BIN, DagsterDev, wait_until
 
     days = max(sizes)
-    last = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
+    last = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
     first = last - dt.timedelta(days=days - 1)
     root = Path(tempfile.mkdtemp(prefix="bench-backfill-"))
     env = {"CHURN_DATA_DIR": str(root / "data"), "CHURN_START_DATE": first.isoformat()}
@@ -89,7 +89,7 @@ def main() -> None:
             ).stdout
             job_backfill = re.search(r"Launched backfill job `([^`]+)`", out).group(1)
             run_filter = dg.RunsFilter(tags={"dagster/backfill": job_backfill})
-            wait_until(lambda: all(r.is_finished for r in instance.get_runs(filters=run_filter)), 4 * 3600,
+            wait_until(lambda run_filter=run_filter: all(r.is_finished for r in instance.get_runs(filters=run_filter)), 4 * 3600,
                        "the per-partition runs", interval=2)
             per_partition = last_run_end(instance, job_backfill) - started
             runs = instance.get_runs(filters=run_filter)

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench._common import write_results
+from bench._common import write_results  # noqa: E402 - the repository root is on the path first
 
 EVENT_TYPES = np.array(["login", "page_view", "feature_use", "support_visit", "purchase", "cancel_subscription"])
 EVENT_P = np.array([0.2, 0.45, 0.25, 0.05, 0.049, 0.001])
@@ -96,8 +96,8 @@ def write_activity(directory: Path, result: object) -> None:
 
 
 def case_platform_duckdb(directory: Path) -> dict:
-    from churn_platform.features.activity import compute_daily_activity
     from churn_platform.engines.duckdb import DuckDBEngine
+    from churn_platform.features.activity import compute_daily_activity
 
     started = time.perf_counter()
     sentiment = pq.read_table(directory / "sentiment.parquet").to_pandas()
@@ -110,8 +110,8 @@ def case_platform_duckdb(directory: Path) -> dict:
 
 def case_platform_duckdb_via_pandas(directory: Path) -> dict:
     """The previous path, for comparison: the partitions loaded into pandas first, then DuckDB."""
-    from churn_platform.features.activity import compute_daily_activity
     from churn_platform.engines.duckdb import DuckDBEngine
+    from churn_platform.features.activity import compute_daily_activity
 
     started = time.perf_counter()
     logs, sentiment = load_inputs(directory)
@@ -122,8 +122,8 @@ def case_platform_duckdb_via_pandas(directory: Path) -> dict:
 def case_platform_spark(directory: Path) -> dict:
     from dagster_pyspark import LazyPySparkResource
 
-    from churn_platform.features.activity import compute_daily_activity
     from churn_platform.engines.spark import SparkEngine, spark_config
+    from churn_platform.features.activity import compute_daily_activity
 
     jvm_peak = watch_child_memory()
     started = time.perf_counter()
@@ -241,7 +241,7 @@ def main() -> None:
         for case in ("duckdb_raw", "platform_duckdb", "platform_duckdb_via_pandas", "pandas", "platform_spark"):
             out = subprocess.run([sys.executable, __file__, "--case", case, "--input", tmp],
                                  capture_output=True, text=True, check=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-            results[case] = json.loads(next(l for l in out.stdout.splitlines() if l.startswith("RESULT "))[7:])
+            results[case] = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))[7:])
             print(case, results[case], flush=True)
     floor = results["duckdb_raw"]["seconds"]
     events = results["platform_duckdb"]["events"]

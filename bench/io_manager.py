@@ -21,10 +21,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench._common import best_of, write_results  # noqa: E402
-from churn_platform.storage.connection import ObjectStoreConnection, open_path  # noqa: E402
-from churn_platform.storage.parquet_io_manager import ParquetIOManager  # noqa: E402
-from churn_platform_tests.support import servers  # noqa: E402
+from bench._common import best_of, write_results
+from churn_platform.storage.connection import ObjectStoreConnection, open_path
+from churn_platform.storage.parquet_io_manager import ParquetIOManager
+from churn_platform_tests.support import servers
 
 KEY = dg.AssetKey(["raw", "interaction_logs"])
 PARTITION = "2026-01-15"
@@ -42,10 +42,10 @@ def make_logs(rows: int) -> pd.DataFrame:
         "customer_id": customer,
         "event_type": pd.Series(rng.choice(event_types, rows), dtype="string"),
         "timestamp": (day + pd.to_timedelta(np.sort(rng.integers(0, 86_400_000_000, rows)), unit="us")).astype("datetime64[us, UTC]"),
-        "session_id": pd.Series([f"{c}-{s}" for c, s in zip(customer, session)], dtype="string"),
+        "session_id": pd.Series([f"{c}-{s}" for c, s in zip(customer, session, strict=False)], dtype="string"),
         "plan": pd.Series(rng.choice(["basic", "pro", "enterprise"], rows), dtype="string"),
         "amount": np.where(rng.random(rows) < 0.05, rng.lognormal(3, 0.6, rows), np.nan),
-        "properties": pd.Series([f'{{"session_id":"{c}-{s}"}}' for c, s in zip(customer, session)], dtype="string"),
+        "properties": pd.Series([f'{{"session_id":"{c}-{s}"}}' for c, s in zip(customer, session, strict=False)], dtype="string"),
     })
 
 
@@ -105,7 +105,8 @@ def main() -> None:
         for where, ((iom_write, iom_read), (pa_write, pa_read)) in cases.items():
             iom_write(df), pa_write(df)  # warm up: imports, connections, bucket metadata
             assert len(iom_read()) == len(pa_read()) == len(df)
-            for op, iom_fn, pa_fn in (("write", lambda: iom_write(df), lambda: pa_write(df)), ("read", iom_read, pa_read)):
+            writes = (lambda w=iom_write: w(df), lambda w=pa_write: w(df))
+            for op, iom_fn, pa_fn in (("write", *writes), ("read", iom_read, pa_read)):
                 iom, iom_best = best_of(iom_fn, args.repeat)
                 plain, plain_best = best_of(pa_fn, args.repeat)
                 rows[f"{where} {op}"] = {"io_manager_s": round(iom, 3), "pyarrow_s": round(plain, 3),

@@ -39,7 +39,7 @@ def latency(samples: int, customers: int) -> dict:
     from churn_platform.synthetic.writer import write_generated
     from churn_platform_tests.support.stack import DagsterDev, wait_until
 
-    today = dt.datetime.now(dt.timezone.utc).date()
+    today = dt.datetime.now(dt.UTC).date()
     first = today - dt.timedelta(days=samples)
     root = Path(tempfile.mkdtemp(prefix="bench-sensor-"))
     env = {"CHURN_DATA_DIR": str(root / "data"), "CHURN_START_DATE": first.isoformat(),
@@ -63,10 +63,11 @@ def latency(samples: int, customers: int) -> dict:
             landed = time.time()
             for name, content in files.items():
                 zone.write_file(day, name, content.decode())
-            runs = wait_until(lambda: instance.get_run_records(
+            runs = wait_until(lambda day=day: instance.get_run_records(
                 filters=dg.RunsFilter(tags={"dagster/sensor_name": LANDING_SENSOR, "dagster/partition": day})), 120,
                 f"the run for {day}", interval=0.1)
-            record = wait_until(lambda: (r := instance.get_run_record_by_id(runs[0].dagster_run.run_id)) and r.end_time and r,
+            run_id = runs[0].dagster_run.run_id
+            record = wait_until(lambda run_id=run_id: (r := instance.get_run_record_by_id(run_id)) and r.end_time and r,
                                 180, f"the run for {day} to finish", interval=0.2)
             assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS, record.dagster_run.status
             materialized = instance.fetch_materializations(

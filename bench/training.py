@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench._common import write_results  # noqa: E402
-from churn_platform.ml.plots import evaluation_figures  # noqa: E402
-from churn_platform.ml.tracking import MLflowTracking  # noqa: E402
-from churn_platform.ml.training import train_churn_model, training_lineage  # noqa: E402
+from bench._common import write_results
+from churn_platform.ml.plots import evaluation_figures
+from churn_platform.ml.tracking import MLflowTracking
+from churn_platform.ml.training import train_churn_model, training_lineage
 
 
 def customer_table(rows: int, features: int, seed: int = 0) -> pd.DataFrame:

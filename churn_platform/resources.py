@@ -2,7 +2,7 @@
 the storage (local, S3 or GCS), the CRM (the bundled simulator or a Zendesk URL), the feature
 engine (DuckDB or Spark) and where MLflow keeps its store."""
 
-from typing import Any, Optional
+from typing import Any
 
 from churn_platform.alerts.resources import SlackWebhook
 from churn_platform.backups.resources import BackupStore
@@ -20,7 +20,7 @@ from churn_platform.storage.credentials import env_secret
 from churn_platform.storage.parquet_io_manager import ParquetIOManager
 
 
-def build_connection(settings: PlatformSettings) -> Optional[ObjectStoreConnection]:
+def build_connection(settings: PlatformSettings) -> ObjectStoreConnection | None:
     storage, secrets = settings.storage, settings.secrets_set
     if storage.env == "s3":
         return ObjectStoreConnection(
@@ -40,7 +40,7 @@ def build_feature_engine(settings: PlatformSettings) -> FeatureEngine:
     return DuckDBEngine()
 
 
-def build_crm(settings: PlatformSettings, connection: Optional[ObjectStoreConnection]) -> CRMResource:
+def build_crm(settings: PlatformSettings, connection: ObjectStoreConnection | None) -> CRMResource:
     secrets = settings.secrets_set
     if settings.crm.url:
         return ZendeskCRMResource(

@@ -54,7 +54,7 @@ def test_bad_automation_settings_are_refused_by_name(env, message):
 
 
 def test_schedules_request_the_newest_closed_partition_at_their_tick():
-    tick = dt.datetime(2026, 3, 10, 1, 0, tzinfo=dt.timezone.utc)
+    tick = dt.datetime(2026, 3, 10, 1, 0, tzinfo=dt.UTC)
     context = dg.build_schedule_context(scheduled_execution_time=tick)
     partitions = build_partitions(load_settings({}))
     assert newest_closed_partition(partitions.daily, context) == "2026-03-09"

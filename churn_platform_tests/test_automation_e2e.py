@@ -18,8 +18,8 @@ from dagster._core.instance.ref import InstanceRef
 
 from churn_platform.crm.export import read_export
 from churn_platform.crm.simulator import ZendeskSimulator
-from churn_platform.resources import build_resources
 from churn_platform.orchestration.partitions import LABEL_HORIZON_DAYS
+from churn_platform.resources import build_resources
 from churn_platform.settings import load_settings
 from churn_platform.synthetic.generator import generate
 from churn_platform.synthetic.writer import write_generated
@@ -30,7 +30,7 @@ from churn_platform_tests.support.stack import BIN, DagsterDev, run_seed, wait_u
 pytestmark = pytest.mark.slow
 
 DAYS, CUSTOMERS = 45, 200
-TODAY = dt.datetime.now(dt.timezone.utc).date()
+TODAY = dt.datetime.now(dt.UTC).date()
 LAST = TODAY - dt.timedelta(days=1)  # the newest closed daily partition
 FIRST = LAST - dt.timedelta(days=DAYS - 1)
 EMAIL, TOKEN = "ops@example.com", "e2e-token"

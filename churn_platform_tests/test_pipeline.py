@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from upath import UPath
 
-from churn_platform.definitions import build_definitions
 from churn_platform.cli.demo import DemoPlan, run_demo
+from churn_platform.definitions import build_definitions
 from churn_platform.ml.training import ChurnModel
 from churn_platform.storage.files import sha256_hex
 from churn_platform_tests.support.data import START, generate_into, settings_for

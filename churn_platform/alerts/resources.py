@@ -1,6 +1,6 @@
 """Where failure alerts go: a Slack incoming webhook (its URL is a secret: dagster.EnvVar)."""
 
-from typing import Any, Optional
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -17,7 +17,7 @@ class AlertDeliveryError(RuntimeError):
 class SlackWebhook(dg.ConfigurableResource):
     """Posts messages to a Slack incoming webhook; with no URL configured it is switched off."""
 
-    webhook_url: Optional[str] = Field(default=None, description="Incoming-webhook URL (dg.EnvVar('SLACK_WEBHOOK_URL')).")
+    webhook_url: str | None = Field(default=None, description="Incoming-webhook URL (dg.EnvVar('SLACK_WEBHOOK_URL')).")
     timeout_seconds: int = 10
 
     @property

@@ -26,14 +26,14 @@ def build_failure_alert_sensor(settings: AlertSettings, running: bool) -> dg.Sen
         if slack.enabled:
             try:
                 slack.post(*slack_message(alert))
-            except Exception as exc:  # noqa: BLE001 - still try the CRM; report both below
+            except Exception as exc:
                 problems.append(f"Slack: {exc}")
         if open_crm_tickets:
             try:
                 subject, body, tags = crm_ticket(alert)
                 ticket_id = crm.create_ticket(subject, body, tags=tags)
                 context.log.info(f"opened CRM ticket {ticket_id} for run {alert.run_id}")
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 problems.append(f"CRM: {exc}")
         if problems:
             # A failed tick is visible in the UI and the daemon retries it on the next tick.

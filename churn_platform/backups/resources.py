@@ -1,6 +1,5 @@
 """The backup location: separate from the platform's storage and written once per object."""
 
-from typing import Optional
 
 import dagster as dg
 from pydantic import Field
@@ -20,7 +19,7 @@ class BackupStore(dg.ConfigurableResource):
     """Write-once storage for backups (in production, a versioned bucket with Object Lock)."""
 
     base_path: str = Field(description="Local directory, s3://bucket/prefix or gs://bucket/prefix.")
-    connection: Optional[ObjectStoreConnection] = None
+    connection: ObjectStoreConnection | None = None
 
     def path(self, relative: str) -> UPath:
         return open_path(self.base_path, self.connection).joinpath(*relative.split("/"))

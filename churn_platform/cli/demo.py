@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from churn_platform.orchestration.run_tags import partition_range_tags
 from churn_platform.ml.checks import promotion_gate_run_config
 from churn_platform.orchestration import asset_keys as keys
 from churn_platform.orchestration.partitions import LABEL_HORIZON_DAYS
+from churn_platform.orchestration.run_tags import partition_range_tags
 from churn_platform.settings import PlatformSettings
 
 
@@ -27,7 +27,7 @@ class DemoPlan:
     scoring_from: str
 
     @classmethod
-    def for_days(cls, start: dt.date, days: int, scoring_days: int = 7) -> "DemoPlan":
+    def for_days(cls, start: dt.date, days: int, scoring_days: int = 7) -> DemoPlan:
         if days <= LABEL_HORIZON_DAYS + 7:
             raise ValueError(
                 f"the demo needs more than {LABEL_HORIZON_DAYS + 7} days of data: labels need "

@@ -4,13 +4,13 @@
 """
 
 import json
-from typing import Any, Optional
+from typing import Any
 
 from churn_platform.storage.connection import ObjectStoreConnection, open_path
 from churn_platform.storage.files import StorageError, read_bytes, uri_of, write_bytes_atomic
 
 
-def read_export(path: str, connection: Optional[ObjectStoreConnection] = None) -> list[dict[str, Any]]:
+def read_export(path: str, connection: ObjectStoreConnection | None = None) -> list[dict[str, Any]]:
     target = open_path(path, connection)
     try:
         content = read_bytes(target).decode("utf-8")
@@ -28,7 +28,7 @@ def read_export(path: str, connection: Optional[ObjectStoreConnection] = None) -
     return tickets
 
 
-def write_export(path: str, tickets: list[dict[str, Any]], connection: Optional[ObjectStoreConnection] = None) -> str:
+def write_export(path: str, tickets: list[dict[str, Any]], connection: ObjectStoreConnection | None = None) -> str:
     target = open_path(path, connection)
     write_bytes_atomic(target, "".join(json.dumps(t, separators=(",", ":")) + "\n" for t in tickets).encode("utf-8"))
     return uri_of(target)

@@ -9,7 +9,7 @@ import datetime as dt
 from abc import abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, Optional
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -42,7 +42,7 @@ class CRMResource(dg.ConfigurableResource):
         # Tickets without a parseable updated_at are kept so that the schema check names them.
         return [t for t in exported if (when := _parse(t.get("updated_at"))) is None or start <= when < end]
 
-    def create_ticket(self, subject: str, body: str, tags: Optional[list[str]] = None) -> int:
+    def create_ticket(self, subject: str, body: str, tags: list[str] | None = None) -> int:
         """Open a ticket for a human; returns its id."""
         with self.api() as api:
             return api.create_ticket(subject, body, tags)
@@ -52,9 +52,9 @@ class ZendeskCRMResource(CRMResource):
     """Zendesk Support API client (cursor-based incremental export, ticket creation)."""
 
     base_url: str = Field(description="e.g. https://acme.zendesk.com")
-    email: Optional[str] = Field(default=None, description="Agent email, for API-token auth.")
-    api_token: Optional[str] = Field(default=None, description="API token (dg.EnvVar), sent as {email}/token:{token}.")
-    oauth_token: Optional[str] = Field(default=None, description="OAuth bearer token (dg.EnvVar); preferred if set.")
+    email: str | None = Field(default=None, description="Agent email, for API-token auth.")
+    api_token: str | None = Field(default=None, description="API token (dg.EnvVar), sent as {email}/token:{token}.")
+    oauth_token: str | None = Field(default=None, description="OAuth bearer token (dg.EnvVar); preferred if set.")
 
     @contextmanager
     def api(self) -> Iterator[ZendeskAPI]:
@@ -69,7 +69,7 @@ class ZendeskCRMResource(CRMResource):
             yield api
 
 
-def _parse(value: Any) -> Optional[dt.datetime]:
+def _parse(value: Any) -> dt.datetime | None:
     try:
         return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:

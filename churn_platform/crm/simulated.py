@@ -4,7 +4,6 @@ over the export file that `churn-platform generate` writes, for the duration of 
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Optional
 
 from pydantic import Field
 
@@ -17,7 +16,7 @@ from churn_platform.storage.connection import ObjectStoreConnection
 
 class SimulatedCRMResource(CRMResource):
     export_path: str = Field(description="The ticket export the simulator serves (and appends created tickets to).")
-    export_connection: Optional[ObjectStoreConnection] = None
+    export_connection: ObjectStoreConnection | None = None
 
     @contextmanager
     def api(self) -> Iterator[ZendeskAPI]:

@@ -15,11 +15,11 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse
 
 from churn_platform.crm.zendesk_api import (
@@ -100,10 +100,10 @@ class ZendeskSimulator:
         simulator = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 simulator._handle(self, "GET")
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 simulator._handle(self, "POST")
 
             def log_message(self, *args: object) -> None:  # keep test output quiet
@@ -240,7 +240,7 @@ class ZendeskSimulator:
         fields = body["ticket"]
         subject = fields["subject"]
         comment = (fields.get("comment") or {}).get("body", "")
-        now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         with self._lock:
             ticket_id = max([t["id"] for t in self.tickets + self.created], default=0) + 1
             ticket = {

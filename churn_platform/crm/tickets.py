@@ -82,6 +82,6 @@ def _satisfaction(rating: Any) -> str | None:
 def _timestamps(records: list[dict], field: str) -> pd.Series:
     values = pd.to_datetime([r[field] for r in records], utc=True, errors="coerce", format="ISO8601")
     if values.isna().any():
-        bad = [r.get("id") for r, v in zip(records, values) if pd.isna(v)]
+        bad = [r.get("id") for r, v in zip(records, values, strict=False) if pd.isna(v)]
         raise TicketSchemaError(f"tickets {bad[:5]} have an unparseable {field}")
     return pd.Series(values).astype("datetime64[us, UTC]")

@@ -20,8 +20,8 @@ from churn_platform.storage.files import StorageError, protocol_of, uri_of, writ
 from churn_platform.storage.parquet_files import table_to_parquet
 
 # Hadoop FileSystem scheme Spark uses for each fsspec protocol.
-_SPARK_SCHEMES = {"": "file", **{p: "s3a" for p in S3_PROTOCOLS},
-                  **{p: "gs" for p in GCS_PROTOCOLS}}
+_SPARK_SCHEMES = {"": "file", **dict.fromkeys(S3_PROTOCOLS, "s3a"),
+                  **dict.fromkeys(GCS_PROTOCOLS, "gs")}
 _PARTITION_DIR = "_churn_partition"
 
 
@@ -61,7 +61,7 @@ def spark_can_access(spark: Any, path: UPath, connection: ObjectStoreConnection 
     hadoop_conf = spark.sparkContext._jsc.hadoopConfiguration()
     try:
         spark.sparkContext._jvm.org.apache.hadoop.fs.FileSystem.getFileSystemClass(scheme, hadoop_conf)
-    except Exception:  # noqa: BLE001 - py4j wraps the JVM's "No FileSystem for scheme"
+    except Exception:
         return False
     for key, value in hadoop_options(connection, protocol_of(path)).items():
         hadoop_conf.set(key, value)

@@ -7,9 +7,9 @@ from typing import Any
 
 import pandas as pd
 
-from churn_platform.orchestration.partitions import FEATURE_WINDOW_DAYS
 from churn_platform.engines.base import MONEY, SCORE, SqlRunner, Table
 from churn_platform.engines.duckdb import query_pandas
+from churn_platform.orchestration.partitions import FEATURE_WINDOW_DAYS
 
 SHORT_WINDOW_DAYS = 7
 

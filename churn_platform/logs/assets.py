@@ -3,11 +3,11 @@
 import dagster as dg
 import pandas as pd
 
-from churn_platform.orchestration.retries import EXTERNAL_CALL_RETRY
 from churn_platform.logs.landing_zone import LandingZone, fingerprint
 from churn_platform.logs.parsing import LandingFileError, combine_logs, parse_log_file
 from churn_platform.orchestration import asset_keys as keys
 from churn_platform.orchestration.partitions import PlatformPartitions
+from churn_platform.orchestration.retries import EXTERNAL_CALL_RETRY
 from churn_platform.storage.files import uri_of
 
 # Output metadata: the landing fingerprint of each day read, so the landing sensor can tell a day

@@ -7,7 +7,7 @@ any number of files per day.
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import dagster as dg
 from dagster_aws.s3.sensor import get_objects
@@ -60,7 +60,7 @@ def _modified(entry: dict[str, Any]) -> float:
     return 0.0
 
 
-def day_folder(base_path: str, date: str, connection: Optional[ObjectStoreConnection] = None) -> UPath:
+def day_folder(base_path: str, date: str, connection: ObjectStoreConnection | None = None) -> UPath:
     return open_path(base_path, connection).joinpath(
         LOGS_PREFIX, f"date={validate_partition_key(date)}"
     )
@@ -70,7 +70,7 @@ class LandingZone(dg.ConfigurableResource):
     """Where interaction-log files land: a local folder, s3://bucket/prefix or gs://bucket/prefix."""
 
     base_path: str = Field(description="Root of the landing zone.")
-    connection: Optional[ObjectStoreConnection] = None
+    connection: ObjectStoreConnection | None = None
 
     def files_for(self, date: str) -> list[UPath]:
         folder = day_folder(self.base_path, date, self.connection)

@@ -92,7 +92,7 @@ def build_landing_sensor(settings: AutomationSettings, daily: dg.TimeWindowParti
     )
     def interaction_logs_landing_sensor(context: dg.SensorEvaluationContext, landing_zone: LandingZone) -> dg.SensorResult:
         cursor = json.loads(context.cursor) if context.cursor else {}
-        days = days_to_watch(daily, dt.datetime.now(dt.timezone.utc), lookback_days)
+        days = days_to_watch(daily, dt.datetime.now(dt.UTC), lookback_days)
         changes = detect_changes(landing_zone, days, cursor, quiet_seconds=quiet_seconds)
         if changes.settling:
             # Files are still arriving: wait out the quiet period (at most quiet_seconds) in this

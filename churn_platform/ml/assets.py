@@ -5,7 +5,7 @@ import dagster as dg
 import pandas as pd
 
 from churn_platform.engines.base import FeatureEngine
-from churn_platform.ml.drift import DEFAULT_PSI_THRESHOLD, DRIFT_FEATURES, drift_by_day
+from churn_platform.ml.drift import DEFAULT_PSI_THRESHOLD, drift_by_day
 from churn_platform.ml.labels import compute_churn_labels
 from churn_platform.ml.plots import evaluation_figures
 from churn_platform.ml.promotion import gate_inputs

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from churn_platform.orchestration.partitions import LABEL_HORIZON_DAYS
 from churn_platform.engines.base import SqlRunner, Table
 from churn_platform.engines.duckdb import query_pandas
+from churn_platform.orchestration.partitions import LABEL_HORIZON_DAYS
 
 CHURN_LABELS_SQL = f"""
 SELECT

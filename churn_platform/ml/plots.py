@@ -6,12 +6,12 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: no display on servers or in CI
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn.calibration import calibration_curve  # noqa: E402
-from sklearn.inspection import permutation_importance  # noqa: E402
-from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from sklearn.calibration import calibration_curve
+from sklearn.inspection import permutation_importance
+from sklearn.metrics import precision_recall_curve, roc_curve
 
 
 def evaluation_figures(y: np.ndarray, p: np.ndarray, pipeline, features: pd.DataFrame, seed: int,

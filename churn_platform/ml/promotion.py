@@ -38,7 +38,7 @@ def evaluate_gate(candidate: dict[str, float], health: dict[str, float], champio
     reasons = []
     if health["nan_count"] > 0:
         reasons.append(f"{int(health['nan_count'])} predictions are NaN")
-    if not (0.0 <= health["min"] and health["max"] <= 1.0):
+    if not (health["min"] >= 0.0 and health["max"] <= 1.0):
         reasons.append(f"probabilities outside [0, 1] (min {health['min']:.3f}, max {health['max']:.3f})")
     if health["std"] < thresholds.min_probability_std:
         reasons.append(f"score distribution collapsed (std {health['std']:.2e} < {thresholds.min_probability_std:.0e})")

@@ -8,7 +8,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from importlib.metadata import version as package_version
-from typing import Any, Optional
+from typing import Any
 
 import dagster as dg
 import matplotlib.pyplot as plt
@@ -41,18 +41,18 @@ class NoChampionError(RuntimeError):
 class TrainingRecord:
     run_id: str
     version: str
-    run_url: Optional[str]
+    run_url: str | None
 
 
 class MLflowTracking(dg.ConfigurableResource):
     """Where training runs are tracked and models registered (local SQLite or a tracking server)."""
 
     tracking_uri: str = Field(description="sqlite:///path/mlflow.db locally; http(s)://server in production.")
-    registry_uri: Optional[str] = Field(default=None, description="Defaults to the tracking URI.")
-    artifact_location: Optional[str] = Field(default=None, description="Experiment artifacts (path, s3://, gs://).")
+    registry_uri: str | None = Field(default=None, description="Defaults to the tracking URI.")
+    artifact_location: str | None = Field(default=None, description="Experiment artifacts (path, s3://, gs://).")
     experiment_name: str = "churn_platform"
     model_name: str = "churn_model"
-    ui_url: Optional[str] = Field(default=None, description="Base URL of the MLflow UI, for links in metadata.")
+    ui_url: str | None = Field(default=None, description="Base URL of the MLflow UI, for links in metadata.")
 
     def client(self) -> MlflowClient:
         if self.tracking_uri.startswith("sqlite:///"):
@@ -65,7 +65,7 @@ class MLflowTracking(dg.ConfigurableResource):
             return experiment.experiment_id
         return client.create_experiment(self.experiment_name, artifact_location=self.artifact_location)
 
-    def run_url(self, experiment_id: str, run_id: str) -> Optional[str]:
+    def run_url(self, experiment_id: str, run_id: str) -> str | None:
         return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}" if self.ui_url else None
 
     def log_training(self, pipeline, features_example: pd.DataFrame, params: dict[str, Any],
@@ -106,7 +106,7 @@ class MLflowTracking(dg.ConfigurableResource):
                               run_url=self.run_url(experiment_id, run_id))
 
     # -- registry ---------------------------------------------------------------------------------------
-    def champion_version(self) -> Optional[str]:
+    def champion_version(self) -> str | None:
         try:
             return str(self.client().get_model_version_by_alias(self.model_name, CHAMPION).version)
         except MlflowException:

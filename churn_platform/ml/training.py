@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -72,7 +72,7 @@ class ChurnModel:
     seed: int
     trained_on: dict[str, Any] = field(default_factory=dict)
     # Not pickled with the model (see __getstate__): only needed right after training.
-    holdout: Optional[Holdout] = None
+    holdout: Holdout | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "holdout": None}

@@ -5,7 +5,7 @@ unpartitioned). Joblib files are pickles: only load artifacts from storage you c
 """
 
 import io
-from typing import Any, Optional
+from typing import Any
 
 import dagster as dg
 import joblib
@@ -38,7 +38,7 @@ class ArtifactStore(dg.ConfigurableResource):
     """Where model artifacts live. Assets that look artifacts up by URI (scoring, backups) use it."""
 
     base_path: str = Field(description="Local directory, s3://bucket/prefix or gs://bucket/prefix.")
-    connection: Optional[ObjectStoreConnection] = None
+    connection: ObjectStoreConnection | None = None
 
     def path_for(self, asset_key: dg.AssetKey, partition_key: str | None = None) -> UPath:
         root = open_path(self.base_path, self.connection)

@@ -4,7 +4,7 @@ Every location the platform reads or writes (warehouse, artifacts, landing zone,
 backups) is a ``base_path`` plus an optional connection. Local paths need no connection.
 """
 
-from typing import Any, Optional
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -22,14 +22,14 @@ class ObjectStoreConnection(dg.ConfigurableResource):
     Unset fields fall back to the client library's own discovery (AWS/Google default credentials).
     """
 
-    endpoint_url: Optional[str] = Field(default=None, description="Custom endpoint (MinIO, moto, an emulator).")
-    region: Optional[str] = Field(default=None, description="S3 region.")
-    access_key_id: Optional[str] = Field(default=None, description="S3 access key id (use dg.EnvVar).")
-    secret_access_key: Optional[str] = Field(default=None, description="S3 secret key (use dg.EnvVar).")
-    gcs_token: Optional[str] = Field(
+    endpoint_url: str | None = Field(default=None, description="Custom endpoint (MinIO, moto, an emulator).")
+    region: str | None = Field(default=None, description="S3 region.")
+    access_key_id: str | None = Field(default=None, description="S3 access key id (use dg.EnvVar).")
+    secret_access_key: str | None = Field(default=None, description="S3 secret key (use dg.EnvVar).")
+    gcs_token: str | None = Field(
         default=None, description="GCS credentials: a service-account JSON path, 'google_default' or 'anon'."
     )
-    gcs_project: Optional[str] = Field(default=None, description="GCS project.")
+    gcs_project: str | None = Field(default=None, description="GCS project.")
     retries: int = Field(default=5, description="S3 (botocore) attempts on transient errors; gcsfs retries internally.")
 
     def storage_options(self, protocol: str) -> dict[str, Any]:
@@ -70,7 +70,7 @@ class ObjectStoreConnection(dg.ConfigurableResource):
         )
 
 
-def open_path(uri: str, connection: Optional[ObjectStoreConnection] = None) -> UPath:
+def open_path(uri: str, connection: ObjectStoreConnection | None = None) -> UPath:
     """A UPath for a local path, s3:// or gs:// URI, configured with the connection's options."""
     protocol = uri.split("://", 1)[0] if "://" in uri else ""
     options = connection.storage_options(protocol) if connection is not None else {}

@@ -17,7 +17,7 @@ Layout: ``<base_path>/<asset key path>/<partition key>.parquet``; unpartitioned 
 import json
 import logging
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -85,7 +85,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     """Stores each asset partition as one Parquet file under ``base_path``."""
 
     base_path: str = Field(description="Local directory, s3://bucket/prefix or gs://bucket/prefix.")
-    connection: Optional[ObjectStoreConnection] = None
+    connection: ObjectStoreConnection | None = None
 
     def _root(self) -> UPath:
         return open_path(self.base_path, self.connection)
@@ -213,7 +213,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             present = {p.rstrip("/").rsplit("/", 1)[-1] for p in folder.fs.ls(folder.path, detail=False)}
         except FileNotFoundError:
             present = set()
-        for key, path in zip(keys, paths):
+        for key, path in zip(keys, paths, strict=False):
             if path.name not in present:
                 raise _not_materialized(asset_key, key, path)
         return ParquetFiles(asset=asset_key.to_user_string(), paths=tuple(paths), connection=self.connection)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from churn_platform.crm.export import write_export
 from churn_platform.logs.landing_zone import LandingZone
 from churn_platform.storage.connection import ObjectStoreConnection
@@ -14,7 +12,7 @@ BATCH_SPLIT_HOUR = 12
 
 
 def write_generated(data: GeneratedData, landing_zone: LandingZone, crm_export_path: str,
-                    connection: Optional[ObjectStoreConnection] = None) -> dict[str, int]:
+                    connection: ObjectStoreConnection | None = None) -> dict[str, int]:
     files = 0
     for day in data.event_days:
         date = day.date.isoformat()

@@ -7,11 +7,11 @@ import pytest
 from churn_platform.alerts.messages import describe_failure
 from churn_platform.alerts.resources import SlackWebhook
 from churn_platform.alerts.sensors import build_failure_alert_sensor
-from churn_platform.settings import AlertSettings
 from churn_platform.crm.resources import ZendeskCRMResource
 from churn_platform.crm.simulator import ZendeskSimulator
 from churn_platform.definitions import build_definitions
 from churn_platform.resources import build_resources
+from churn_platform.settings import AlertSettings
 from churn_platform_tests.support.data import settings_for
 from churn_platform_tests.support.servers import WebhookReceiver
 

@@ -10,15 +10,15 @@ import pytest
 from upath import UPath
 
 from churn_platform.crm.assets import build_crm_assets
-from churn_platform.orchestration.partitions import build_partitions
-from churn_platform.settings import load_settings
 from churn_platform.crm.resources import ZendeskCRMResource
 from churn_platform.crm.simulator import FaultConfig, ZendeskSimulator
 from churn_platform.crm.zendesk_api import CRMAPIError, RetrySettings, ZendeskAPI, basic_auth_header
+from churn_platform.orchestration.partitions import build_partitions
+from churn_platform.settings import load_settings
 from churn_platform.storage.parquet_io_manager import ParquetIOManager
 from churn_platform.synthetic.generator import generate
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 TOKEN = "oauth-test-token-8c1f"
 START = dt.datetime(2026, 1, 10, tzinfo=UTC)
 END = dt.datetime(2026, 1, 17, tzinfo=UTC)
@@ -39,8 +39,8 @@ def expected_ids(tickets, start=START, end=END):
 
 
 def client(url, **overrides):
-    settings = dict(base_url=url, oauth_token=TOKEN, page_size=25, timeout_seconds=5.0,
-                    max_attempts=8, backoff_base_seconds=0.001, backoff_max_seconds=0.01)
+    settings = {"base_url": url, "oauth_token": TOKEN, "page_size": 25, "timeout_seconds": 5.0,
+                    "max_attempts": 8, "backoff_base_seconds": 0.001, "backoff_max_seconds": 0.01}
     settings.update(overrides)
     return ZendeskCRMResource(**settings)
 

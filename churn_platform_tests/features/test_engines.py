@@ -10,14 +10,14 @@ from upath import UPath
 from churn_platform.crm.sentiment import score_ticket_sentiment
 from churn_platform.crm.tickets import normalize_tickets
 from churn_platform.definitions import build_definitions
-from churn_platform.features.activity import DAILY_ACTIVITY_SQL, compute_daily_activity
-from churn_platform.features.rolling import compute_customer_features
-from churn_platform.orchestration.run_tags import partition_range_tags
-from churn_platform.logs.parsing import parse_log_file
-from churn_platform.ml.labels import compute_churn_labels
-from churn_platform.settings import load_settings
 from churn_platform.engines.duckdb import DuckDBEngine
 from churn_platform.engines.spark import SparkEngine, spark_config
+from churn_platform.features.activity import DAILY_ACTIVITY_SQL, compute_daily_activity
+from churn_platform.features.rolling import compute_customer_features
+from churn_platform.logs.parsing import parse_log_file
+from churn_platform.ml.labels import compute_churn_labels
+from churn_platform.orchestration.run_tags import partition_range_tags
+from churn_platform.settings import load_settings
 from churn_platform.storage.connection import ObjectStoreConnection
 from churn_platform.storage.files import StorageError
 from churn_platform.storage.parquet_io_manager import ParquetIOManager

@@ -16,7 +16,7 @@ from churn_platform.orchestration.partitions import build_partitions
 from churn_platform.resources import build_resources
 from churn_platform_tests.support.data import gcs_settings, s3_settings, settings_for
 
-TODAY = dt.datetime.now(dt.timezone.utc)
+TODAY = dt.datetime.now(dt.UTC)
 YESTERDAY = (TODAY - dt.timedelta(days=1)).date().isoformat()
 THREE_DAYS_AGO = (TODAY - dt.timedelta(days=3)).date().isoformat()
 
@@ -43,7 +43,7 @@ def evaluate(sensor, instance, zone, cursor=None):
 
 def test_days_to_watch_are_the_closed_days_of_the_lookback():
     daily = build_partitions(settings_for("unused")).daily
-    days = days_to_watch(daily, dt.datetime(2026, 3, 10, 12, tzinfo=dt.timezone.utc), lookback_days=3)
+    days = days_to_watch(daily, dt.datetime(2026, 3, 10, 12, tzinfo=dt.UTC), lookback_days=3)
     assert days == ["2026-03-07", "2026-03-08", "2026-03-09"]  # 03-10 has not closed yet
 
 

@@ -1,18 +1,17 @@
 import datetime as dt
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from churn_platform.ml.labels import compute_churn_labels
 from churn_platform.ml.scoring import score_customers
-from churn_platform_tests.support.data import synthetic_table
 from churn_platform.ml.training import (
     TrainingDataError,
     build_training_set,
     train_churn_model,
     training_as_of_dates,
 )
+from churn_platform_tests.support.data import synthetic_table
 
 D = dt.date
 

@@ -11,16 +11,15 @@ import pytest
 from mlflow.tracking import MlflowClient
 from upath import UPath
 
-from churn_platform.definitions import build_definitions
 from churn_platform.cli.demo import DemoPlan
-from churn_platform.orchestration.run_tags import partition_range_tags
+from churn_platform.definitions import build_definitions
 from churn_platform.ml.scoring import predict_with
 from churn_platform.ml.tracking import MLflowTracking
 from churn_platform.ml.training import train_churn_model
+from churn_platform.orchestration.run_tags import partition_range_tags
 from churn_platform.storage.parquet_io_manager import table_to_parquet
 from churn_platform_tests.support import servers
-from churn_platform_tests.support.data import START, generate_into, settings_for
-from churn_platform_tests.support.data import synthetic_table
+from churn_platform_tests.support.data import START, generate_into, settings_for, synthetic_table
 
 pytestmark = pytest.mark.slow
 DAYS = 45
@@ -58,7 +57,8 @@ def test_training_run_is_tracked_with_metrics_plots_lineage_and_registered(train
     assert artifacts == {f"plots/{n}" for n in ("roc_curve.png", "precision_recall_curve.png", "calibration.png", "feature_importance.png")}
     lineage = client.download_artifacts(run.info.run_id, "lineage.json")
     import json
-    files = json.load(open(lineage))["files"]
+    with open(lineage) as handle:
+        files = json.load(handle)["files"]
     assert files and all(len(f["sha256"]) == 64 for f in files)
     version = client.get_model_version_by_alias("churn_model", "champion")
     assert str(version.version) == meta["model_version"].value == "1" and version.run_id == run.info.run_id

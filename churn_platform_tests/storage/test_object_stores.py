@@ -4,14 +4,13 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from churn_platform.definitions import build_definitions
 from churn_platform.cli.demo import DemoPlan, run_demo
+from churn_platform.definitions import build_definitions
 from churn_platform.resources import build_connection
 from churn_platform.storage.connection import ObjectStoreConnection, open_path
 from churn_platform.storage.files import sha256_hex
 from churn_platform.storage.parquet_io_manager import ParquetIOManager
 from churn_platform_tests.support import servers
-from churn_platform_tests.support.stack import PERMISSIVE_GATE
 from churn_platform_tests.support.data import (
     START,
     gcs_settings,
@@ -19,6 +18,7 @@ from churn_platform_tests.support.data import (
     s3_settings,
     settings_for,
 )
+from churn_platform_tests.support.stack import PERMISSIVE_GATE
 
 pytestmark = pytest.mark.slow
 DAYS, CUSTOMERS = 45, 200

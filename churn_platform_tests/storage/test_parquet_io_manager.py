@@ -63,7 +63,8 @@ def test_range_output_is_split_into_one_file_per_partition_and_loads_back(tmp_pa
     sources = source_files(loaded)
     assert [s["partition"] for s in sources] == ["2026-01-02", "2026-01-03", "2026-01-04"]
     for source in sources:
-        assert source["sha256"] == sha256_hex(open(source["uri"], "rb").read())
+        with open(source["uri"], "rb") as handle:
+            assert source["sha256"] == sha256_hex(handle.read())
 
 
 def test_materialization_metadata_names_uri_rows_and_hash(tmp_path):

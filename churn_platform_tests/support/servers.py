@@ -110,7 +110,7 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 receiver.bodies.append(json.loads(self.rfile.read(length) or b"{}"))
                 self.send_response(receiver.status)

@@ -8,6 +8,7 @@ materializes the history up to LAST except LAST's interaction logs, which the te
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
@@ -84,14 +85,10 @@ class DagsterDev:
             return
         pgid = os.getpgid(self.process.pid)
         os.killpg(pgid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-        try:  # runs and code servers it started, if any survived
+        with contextlib.suppress(ProcessLookupError):  # runs and code servers it started, if any survived
             os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process.wait(timeout=10)
 
 
