@@ -55,8 +55,12 @@ def main() -> None:
     env = {"CHURN_DATA_DIR": str(root / "data"), "CHURN_START_DATE": first.isoformat()}
     settings = load_settings(env)
     zone = build_resources(settings)["landing_zone"]
-    stats = write_generated(generate(first, days=days, customers=args.customers, seed=2), zone,
-                            settings.storage.crm_export_path, None)
+    stats = write_generated(
+        generate(first, days=days, customers=args.customers, seed=2),
+        zone,
+        settings.storage.crm_export_path,
+        None,
+    )
     print(f"generated {days} days for {args.customers} customers: {stats}", flush=True)
 
     dev = DagsterDev(root / "dagster_home", env).start()
@@ -78,28 +82,60 @@ def main() -> None:
             backfill_id = launch_backfill(dev.url, keys, partitions[0], partitions[-1])
             wait_for_backfill(dev.url, backfill_id, timeout_seconds=3600, poll_seconds=1)
             single = last_run_end(instance, backfill_id) - started
-            single_runs = len(instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id})))
+            single_runs = len(
+                instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+            )
             print(f"  {size} days, single-run policy: {single:.1f} s in {single_runs} runs", flush=True)
 
             started = time.time()
             out = subprocess.run(
-                [str(BIN / "dagster"), "job", "backfill", "-w", "workspace.yaml", "-j", "daily_ingestion_job",
-                 "--partitions", ",".join(partitions), "--noprompt"],
-                cwd=ROOT, env=dev.env, capture_output=True, text=True, check=True,
+                [
+                    str(BIN / "dagster"),
+                    "job",
+                    "backfill",
+                    "-w",
+                    "workspace.yaml",
+                    "-j",
+                    "daily_ingestion_job",
+                    "--partitions",
+                    ",".join(partitions),
+                    "--noprompt",
+                ],
+                cwd=ROOT,
+                env=dev.env,
+                capture_output=True,
+                text=True,
+                check=True,
             ).stdout
             job_backfill = re.search(r"Launched backfill job `([^`]+)`", out).group(1)
             run_filter = dg.RunsFilter(tags={"dagster/backfill": job_backfill})
-            wait_until(lambda run_filter=run_filter: all(r.is_finished for r in instance.get_runs(filters=run_filter)), 4 * 3600,
-                       "the per-partition runs", interval=2)
+            wait_until(
+                lambda run_filter=run_filter: all(
+                    r.is_finished for r in instance.get_runs(filters=run_filter)
+                ),
+                4 * 3600,
+                "the per-partition runs",
+                interval=2,
+            )
             per_partition = last_run_end(instance, job_backfill) - started
             runs = instance.get_runs(filters=run_filter)
             failed = [r.run_id for r in runs if r.status != dg.DagsterRunStatus.SUCCESS]
             assert not failed, f"{len(failed)} per-partition runs failed, e.g. {failed[0]}"
-            print(f"  {size} days, one run per partition: {per_partition:.1f} s in {len(runs)} runs "
-                  f"({per_partition / single:.1f}x)", flush=True)
-            results.append({"days": size, "single_run_seconds": single, "single_run_runs": single_runs,
-                            "per_partition_seconds": per_partition, "per_partition_runs": len(runs),
-                            "speedup": per_partition / single})
+            print(
+                f"  {size} days, one run per partition: {per_partition:.1f} s in {len(runs)} runs "
+                f"({per_partition / single:.1f}x)",
+                flush=True,
+            )
+            results.append(
+                {
+                    "days": size,
+                    "single_run_seconds": single,
+                    "single_run_runs": single_runs,
+                    "per_partition_seconds": per_partition,
+                    "per_partition_runs": len(runs),
+                    "speedup": per_partition / single,
+                }
+            )
     finally:
         dev.stop()
 
@@ -114,12 +150,18 @@ def main() -> None:
         "",
         "| days | single-run policy | runs | one run per partition | runs | speed-up |",
         "|---|---|---|---|---|---|",
-        *(f"| {r['days']} | {r['single_run_seconds']:.0f} s | {r['single_run_runs']} | "
-          f"{r['per_partition_seconds']:.0f} s | {r['per_partition_runs']} | {r['speedup']:.1f}x |" for r in results),
+        *(
+            f"| {r['days']} | {r['single_run_seconds']:.0f} s | {r['single_run_runs']} | "
+            f"{r['per_partition_seconds']:.0f} s | {r['per_partition_runs']} | {r['speedup']:.1f}x |"
+            for r in results
+        ),
         "",
     ]
-    write_results("backfill", {"customers": args.customers, "assets": [k.to_user_string() for k in keys],
-                               "results": results}, "\n".join(lines))
+    write_results(
+        "backfill",
+        {"customers": args.customers, "assets": [k.to_user_string() for k in keys], "results": results},
+        "\n".join(lines),
+    )
     print("\n".join(lines))
 
 

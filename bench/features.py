@@ -36,7 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench._common import write_results  # noqa: E402 - the repository root is on the path first
 
-EVENT_TYPES = np.array(["login", "page_view", "feature_use", "support_visit", "purchase", "cancel_subscription"])
+EVENT_TYPES = np.array(
+    ["login", "page_view", "feature_use", "support_visit", "purchase", "cancel_subscription"]
+)
 EVENT_P = np.array([0.2, 0.45, 0.25, 0.05, 0.049, 0.001])
 
 
@@ -48,24 +50,37 @@ def make_input(directory: Path, events: int, days: int, customers: int = 200_000
         customer = rng.integers(1, customers, per_day)
         etype = rng.choice(EVENT_TYPES, per_day, p=EVENT_P)
         offsets = rng.integers(0, 86_400, per_day)
-        frame = pd.DataFrame({
-            "event_date": np.full(per_day, date.date(), dtype=object),
-            "customer_id": customer,
-            "event_type": etype,
-            "timestamp": (date + pd.to_timedelta(offsets, unit="s")).astype("datetime64[us, UTC]"),
-            "session_id": pd.Series(customer.astype(str)) + "-" + pd.Series((offsets // 10_800).astype(str)),
-            "plan": rng.choice(["basic", "pro", "enterprise"], per_day),
-            "amount": np.where(etype == "purchase", rng.lognormal(3, 0.6, per_day), np.nan),
-            "properties": "{}",
-        })
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), directory / f"{date.date()}.parquet",
-                       coerce_timestamps="us")
+        frame = pd.DataFrame(
+            {
+                "event_date": np.full(per_day, date.date(), dtype=object),
+                "customer_id": customer,
+                "event_type": etype,
+                "timestamp": (date + pd.to_timedelta(offsets, unit="s")).astype("datetime64[us, UTC]"),
+                "session_id": pd.Series(customer.astype(str))
+                + "-"
+                + pd.Series((offsets // 10_800).astype(str)),
+                "plan": rng.choice(["basic", "pro", "enterprise"], per_day),
+                "amount": np.where(etype == "purchase", rng.lognormal(3, 0.6, per_day), np.nan),
+                "properties": "{}",
+            }
+        )
+        pq.write_table(
+            pa.Table.from_pandas(frame, preserve_index=False),
+            directory / f"{date.date()}.parquet",
+            coerce_timestamps="us",
+        )
     tickets = max(1, events // 2000)
-    sentiment = pd.DataFrame({
-        "ticket_id": np.arange(tickets), "customer_id": rng.integers(1, customers, tickets),
-        "updated_date": (pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(0, days, tickets), unit="D")).date,
-        "sentiment": rng.uniform(-1, 1, tickets), "sentiment_label": "neutral",
-    })
+    sentiment = pd.DataFrame(
+        {
+            "ticket_id": np.arange(tickets),
+            "customer_id": rng.integers(1, customers, tickets),
+            "updated_date": (
+                pd.Timestamp("2026-01-01") + pd.to_timedelta(rng.integers(0, days, tickets), unit="D")
+            ).date,
+            "sentiment": rng.uniform(-1, 1, tickets),
+            "sentiment_label": "neutral",
+        }
+    )
     pq.write_table(pa.Table.from_pandas(sentiment, preserve_index=False), directory / "sentiment.parquet")
 
 
@@ -81,7 +96,9 @@ def log_files(directory: Path):
 
     from churn_platform.storage.parquet_files import ParquetFiles
 
-    return ParquetFiles("raw/interaction_logs", tuple(UPath(str(p)) for p in sorted(directory.glob("2026-*.parquet"))))
+    return ParquetFiles(
+        "raw/interaction_logs", tuple(UPath(str(p)) for p in sorted(directory.glob("2026-*.parquet")))
+    )
 
 
 def write_activity(directory: Path, result: object) -> None:
@@ -92,7 +109,9 @@ def write_activity(directory: Path, result: object) -> None:
 
     manager = ParquetIOManager(base_path=str(directory / f"warehouse-{time.monotonic_ns()}"))
     keys = sorted(p.stem for p in directory.glob("2026-*.parquet"))
-    manager.write_partitions(dg.AssetKey(["features", "customer_daily_activity"]), keys, result, "activity_date")
+    manager.write_partitions(
+        dg.AssetKey(["features", "customer_daily_activity"]), keys, result, "activity_date"
+    )
 
 
 def case_platform_duckdb(directory: Path) -> dict:
@@ -104,8 +123,12 @@ def case_platform_duckdb(directory: Path) -> dict:
     result = compute_daily_activity(log_files(directory), sentiment, DuckDBEngine().query_table)
     computed = time.perf_counter() - started
     write_activity(directory, result)
-    return {"seconds": computed, "with_write_seconds": time.perf_counter() - started,
-            "rows": result.num_rows, "events": pq.ParquetDataset(log_files(directory).uris).read(columns=[]).num_rows}
+    return {
+        "seconds": computed,
+        "with_write_seconds": time.perf_counter() - started,
+        "rows": result.num_rows,
+        "events": pq.ParquetDataset(log_files(directory).uris).read(columns=[]).num_rows,
+    }
 
 
 def case_platform_duckdb_via_pandas(directory: Path) -> dict:
@@ -142,8 +165,14 @@ def case_platform_spark(directory: Path) -> dict:
         runs.append((computed, time.perf_counter() - began))
     rows = result.count()
     engine.pyspark.spark_session.stop()
-    return {"seconds": runs[1][0], "with_write_seconds": runs[1][1], "cold_seconds": session_start + runs[0][0],
-            "session_start_seconds": session_start, "rows": rows, "jvm_peak_rss_mb": jvm_peak[0] / 2**20}
+    return {
+        "seconds": runs[1][0],
+        "with_write_seconds": runs[1][1],
+        "cold_seconds": session_start + runs[0][0],
+        "session_start_seconds": session_start,
+        "rows": rows,
+        "jvm_peak_rss_mb": jvm_peak[0] / 2**20,
+    }
 
 
 def watch_child_memory() -> list[int]:
@@ -182,14 +211,22 @@ def case_pandas(directory: Path) -> dict:
     keys = [logs["customer_id"], logs["event_date"]]
     counts = logs.groupby(keys + [logs["event_type"]], sort=False).size().unstack(fill_value=0)
     grouped = logs.groupby(keys, sort=False)
-    activity = pd.DataFrame({
-        "events": grouped.size(),
-        "sessions": grouped["session_id"].nunique(),
-        "spend": logs["amount"].where(logs["event_type"] == "purchase", 0.0).groupby(keys, sort=False).sum(),
-        "plan": logs.sort_values("timestamp").groupby(["customer_id", "event_date"], sort=False)["plan"].last(),
-    }).join(counts)
-    tickets = sentiment.groupby(["customer_id", "updated_date"]).agg(tickets=("ticket_id", "size"),
-                                                                   mean_sentiment=("sentiment", "mean"))
+    activity = pd.DataFrame(
+        {
+            "events": grouped.size(),
+            "sessions": grouped["session_id"].nunique(),
+            "spend": logs["amount"]
+            .where(logs["event_type"] == "purchase", 0.0)
+            .groupby(keys, sort=False)
+            .sum(),
+            "plan": logs.sort_values("timestamp")
+            .groupby(["customer_id", "event_date"], sort=False)["plan"]
+            .last(),
+        }
+    ).join(counts)
+    tickets = sentiment.groupby(["customer_id", "updated_date"]).agg(
+        tickets=("ticket_id", "size"), mean_sentiment=("sentiment", "mean")
+    )
     tickets.index.names = ["customer_id", "event_date"]
     result = activity.join(tickets, how="outer")
     return {"seconds": time.perf_counter() - started, "rows": len(result), "events": len(logs)}
@@ -200,7 +237,8 @@ def case_duckdb_raw(directory: Path) -> dict:
 
     started = time.perf_counter()
     con = duckdb.connect(config={"threads": 2})
-    rows = con.sql(f"""
+    rows = (
+        con.sql(f"""
         SELECT customer_id, event_date, COUNT(*) AS events,
                SUM(CASE WHEN event_type = 'login' THEN 1 ELSE 0 END) AS logins,
                SUM(CASE WHEN event_type = 'page_view' THEN 1 ELSE 0 END) AS page_views,
@@ -212,13 +250,20 @@ def case_duckdb_raw(directory: Path) -> dict:
                SUM(CASE WHEN event_type = 'purchase' THEN amount ELSE 0 END) AS spend,
                MAX_BY(plan, "timestamp") AS plan
         FROM read_parquet('{directory}/2026-*.parquet') GROUP BY customer_id, event_date
-    """).to_arrow_table().num_rows
+    """)
+        .to_arrow_table()
+        .num_rows
+    )
     return {"seconds": time.perf_counter() - started, "rows": rows}
 
 
-CASES = {"platform_duckdb": case_platform_duckdb, "platform_duckdb_via_pandas": case_platform_duckdb_via_pandas,
-         "platform_spark": case_platform_spark,
-         "pandas": case_pandas, "duckdb_raw": case_duckdb_raw}
+CASES = {
+    "platform_duckdb": case_platform_duckdb,
+    "platform_duckdb_via_pandas": case_platform_duckdb_via_pandas,
+    "platform_spark": case_platform_spark,
+    "pandas": case_pandas,
+    "duckdb_raw": case_duckdb_raw,
+}
 
 
 def main() -> None:
@@ -238,34 +283,67 @@ def main() -> None:
         directory = Path(tmp)
         make_input(directory, args.events, args.days)
         results = {}
-        for case in ("duckdb_raw", "platform_duckdb", "platform_duckdb_via_pandas", "pandas", "platform_spark"):
-            out = subprocess.run([sys.executable, __file__, "--case", case, "--input", tmp],
-                                 capture_output=True, text=True, check=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-            results[case] = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))[7:])
+        for case in (
+            "duckdb_raw",
+            "platform_duckdb",
+            "platform_duckdb_via_pandas",
+            "pandas",
+            "platform_spark",
+        ):
+            out = subprocess.run(
+                [sys.executable, __file__, "--case", case, "--input", tmp],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            )
+            results[case] = json.loads(
+                next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))[7:]
+            )
             print(case, results[case], flush=True)
     floor = results["duckdb_raw"]["seconds"]
     events = results["platform_duckdb"]["events"]
-    rows = [("4. raw DuckDB query on the Parquet files (floor)", "duckdb_raw", "seconds"),
-            ("1. platform, embedded engine (DuckDB scans the partition files)", "platform_duckdb", "seconds"),
-            (f"1. the same, plus writing the {args.days} day files", "platform_duckdb", "with_write_seconds"),
-            ("1b. previous platform path: partitions loaded into pandas, then DuckDB", "platform_duckdb_via_pandas", "seconds"),
-            ("3. hand-written pandas", "pandas", "seconds"),
-            ("2. platform on Spark local[2], warm", "platform_spark", "seconds"),
-            (f"2. the same, plus Spark writing the {args.days} day files itself", "platform_spark", "with_write_seconds"),
-            ("2. platform on Spark local[2], cold (incl. session start)", "platform_spark", "cold_seconds")]
-    lines = [(f"Daily-activity aggregation of {events:,} events into per-customer-per-day rows "
-              f"({results['platform_duckdb']['rows']:,} rows):"), "",
-             "| case | seconds | events/s | x floor | peak RSS (MB) |", "|---|---|---|---|---|"]
+    rows = [
+        ("4. raw DuckDB query on the Parquet files (floor)", "duckdb_raw", "seconds"),
+        ("1. platform, embedded engine (DuckDB scans the partition files)", "platform_duckdb", "seconds"),
+        (f"1. the same, plus writing the {args.days} day files", "platform_duckdb", "with_write_seconds"),
+        (
+            "1b. previous platform path: partitions loaded into pandas, then DuckDB",
+            "platform_duckdb_via_pandas",
+            "seconds",
+        ),
+        ("3. hand-written pandas", "pandas", "seconds"),
+        ("2. platform on Spark local[2], warm", "platform_spark", "seconds"),
+        (
+            f"2. the same, plus Spark writing the {args.days} day files itself",
+            "platform_spark",
+            "with_write_seconds",
+        ),
+        ("2. platform on Spark local[2], cold (incl. session start)", "platform_spark", "cold_seconds"),
+    ]
+    lines = [
+        (
+            f"Daily-activity aggregation of {events:,} events into per-customer-per-day rows "
+            f"({results['platform_duckdb']['rows']:,} rows):"
+        ),
+        "",
+        "| case | seconds | events/s | x floor | peak RSS (MB) |",
+        "|---|---|---|---|---|",
+    ]
     for label, case, field in rows:
         seconds = results[case][field]
         memory = f"{results[case]['peak_rss_mb']:,.0f}"
         if "jvm_peak_rss_mb" in results[case]:
             memory += f" + JVM {results[case]['jvm_peak_rss_mb']:,.0f}"
-        lines.append(f"| {label} | {seconds:.1f} | {events / seconds:,.0f} | {seconds / floor:.2f} | {memory} |")
+        lines.append(
+            f"| {label} | {seconds:.1f} | {events / seconds:,.0f} | {seconds / floor:.2f} | {memory} |"
+        )
     lines.append("")
-    lines.append(f"Spark session start: {results['platform_spark']['session_start_seconds']:.1f} s. "
-                 "Spark timings run the whole query (a `noop` sink) unless they say they write. Peak RSS: the "
-                 "case's Python process, plus for Spark the JVM's peak (sampled every 0.2 s).")
+    lines.append(
+        f"Spark session start: {results['platform_spark']['session_start_seconds']:.1f} s. "
+        "Spark timings run the whole query (a `noop` sink) unless they say they write. Peak RSS: the "
+        "case's Python process, plus for Spark the JVM's peak (sampled every 0.2 s)."
+    )
     write_results("features", {"events": events, "cases": results}, "\n".join(lines) + "\n")
 
 

@@ -37,16 +37,25 @@ def make_logs(rows: int) -> pd.DataFrame:
     event_types = np.array(["login", "page_view", "feature_use", "support_visit", "purchase"])
     customer = rng.integers(1, 50_000, rows)
     session = rng.integers(0, 8, rows)
-    return pd.DataFrame({
-        "event_date": np.full(rows, day.date(), dtype=object),
-        "customer_id": customer,
-        "event_type": pd.Series(rng.choice(event_types, rows), dtype="string"),
-        "timestamp": (day + pd.to_timedelta(np.sort(rng.integers(0, 86_400_000_000, rows)), unit="us")).astype("datetime64[us, UTC]"),
-        "session_id": pd.Series([f"{c}-{s}" for c, s in zip(customer, session, strict=False)], dtype="string"),
-        "plan": pd.Series(rng.choice(["basic", "pro", "enterprise"], rows), dtype="string"),
-        "amount": np.where(rng.random(rows) < 0.05, rng.lognormal(3, 0.6, rows), np.nan),
-        "properties": pd.Series([f'{{"session_id":"{c}-{s}"}}' for c, s in zip(customer, session, strict=False)], dtype="string"),
-    })
+    return pd.DataFrame(
+        {
+            "event_date": np.full(rows, day.date(), dtype=object),
+            "customer_id": customer,
+            "event_type": pd.Series(rng.choice(event_types, rows), dtype="string"),
+            "timestamp": (
+                day + pd.to_timedelta(np.sort(rng.integers(0, 86_400_000_000, rows)), unit="us")
+            ).astype("datetime64[us, UTC]"),
+            "session_id": pd.Series(
+                [f"{c}-{s}" for c, s in zip(customer, session, strict=False)], dtype="string"
+            ),
+            "plan": pd.Series(rng.choice(["basic", "pro", "enterprise"], rows), dtype="string"),
+            "amount": np.where(rng.random(rows) < 0.05, rng.lognormal(3, 0.6, rows), np.nan),
+            "properties": pd.Series(
+                [f'{{"session_id":"{c}-{s}"}}' for c, s in zip(customer, session, strict=False)],
+                dtype="string",
+            ),
+        }
+    )
 
 
 def io_manager_pair(manager: ParquetIOManager, calls: int):
@@ -54,12 +63,17 @@ def io_manager_pair(manager: ParquetIOManager, calls: int):
     # (~70 ms, more without an instance), not the IO manager's.
     instance = dg.DagsterInstance.ephemeral()
     output_contexts = [
-        dg.build_output_context(asset_key=KEY, partition_key=PARTITION, instance=instance,
-                                definition_metadata={"partition_column": "event_date"})
+        dg.build_output_context(
+            asset_key=KEY,
+            partition_key=PARTITION,
+            instance=instance,
+            definition_metadata={"partition_column": "event_date"},
+        )
         for _ in range(calls)
     ]
-    input_context = dg.build_input_context(asset_key=KEY, partition_key=PARTITION, instance=instance,
-                                           asset_partitions_def=PARTITIONS)
+    input_context = dg.build_input_context(
+        asset_key=KEY, partition_key=PARTITION, instance=instance, asset_partitions_def=PARTITIONS
+    )
 
     def write(df):
         manager.handle_output(output_contexts.pop(), df)
@@ -72,8 +86,13 @@ def io_manager_pair(manager: ParquetIOManager, calls: int):
 
 def pyarrow_pair(path: str, filesystem=None):
     def write(df):
-        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path, filesystem=filesystem,
-                       coerce_timestamps="us", allow_truncated_timestamps=True)
+        pq.write_table(
+            pa.Table.from_pandas(df, preserve_index=False),
+            path,
+            filesystem=filesystem,
+            coerce_timestamps="us",
+            allow_truncated_timestamps=True,
+        )
 
     def read():
         return pq.read_table(path, filesystem=filesystem).to_pandas()
@@ -91,16 +110,23 @@ def main() -> None:
     s3 = servers.start_s3()
     bucket = s3.new_bucket()
     os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
-    connection = ObjectStoreConnection(endpoint_url=s3.endpoint, region="us-east-1",
-                                       access_key_id="testing", secret_access_key="testing")
+    connection = ObjectStoreConnection(
+        endpoint_url=s3.endpoint, region="us-east-1", access_key_id="testing", secret_access_key="testing"
+    )
     s3_fs = open_path(f"s3://{bucket}/x", connection).fs
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         cases = {
-            "local": (io_manager_pair(ParquetIOManager(base_path=f"{tmp}/iom"), args.repeat + 1),
-                      pyarrow_pair(f"{tmp}/plain.parquet")),
-            "s3 (moto)": (io_manager_pair(ParquetIOManager(base_path=f"s3://{bucket}/iom", connection=connection), args.repeat + 1),
-                          pyarrow_pair(f"{bucket}/plain.parquet", filesystem=s3_fs)),
+            "local": (
+                io_manager_pair(ParquetIOManager(base_path=f"{tmp}/iom"), args.repeat + 1),
+                pyarrow_pair(f"{tmp}/plain.parquet"),
+            ),
+            "s3 (moto)": (
+                io_manager_pair(
+                    ParquetIOManager(base_path=f"s3://{bucket}/iom", connection=connection), args.repeat + 1
+                ),
+                pyarrow_pair(f"{bucket}/plain.parquet", filesystem=s3_fs),
+            ),
         }
         for where, ((iom_write, iom_read), (pa_write, pa_read)) in cases.items():
             iom_write(df), pa_write(df)  # warm up: imports, connections, bucket metadata
@@ -109,16 +135,27 @@ def main() -> None:
             for op, iom_fn, pa_fn in (("write", *writes), ("read", iom_read, pa_read)):
                 iom, iom_best = best_of(iom_fn, args.repeat)
                 plain, plain_best = best_of(pa_fn, args.repeat)
-                rows[f"{where} {op}"] = {"io_manager_s": round(iom, 3), "pyarrow_s": round(plain, 3),
-                                         "ratio": round(iom / plain, 3), "ratio_best": round(iom_best / plain_best, 3)}
+                rows[f"{where} {op}"] = {
+                    "io_manager_s": round(iom, 3),
+                    "pyarrow_s": round(plain, 3),
+                    "ratio": round(iom / plain, 3),
+                    "ratio_best": round(iom_best / plain_best, 3),
+                }
     s3.server.stop()
 
-    lines = [f"IO manager vs plain pyarrow.parquet, one partition of {args.rows:,} rows, {args.repeat} runs each:", "",
-             "| case | IO manager, median (s) | pyarrow, median (s) | ratio of medians | ratio of best runs |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {case} | {r['io_manager_s']:.3f} | {r['pyarrow_s']:.3f} | {r['ratio']:.2f} | {r['ratio_best']:.2f} |"
-              for case, r in rows.items()]
-    write_results("io_manager", {"rows": args.rows, "repeat": args.repeat, "cases": rows}, "\n".join(lines) + "\n")
+    lines = [
+        f"IO manager vs plain pyarrow.parquet, one partition of {args.rows:,} rows, {args.repeat} runs each:",
+        "",
+        "| case | IO manager, median (s) | pyarrow, median (s) | ratio of medians | ratio of best runs |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {case} | {r['io_manager_s']:.3f} | {r['pyarrow_s']:.3f} | {r['ratio']:.2f} | {r['ratio_best']:.2f} |"
+        for case, r in rows.items()
+    ]
+    write_results(
+        "io_manager", {"rows": args.rows, "repeat": args.repeat, "cases": rows}, "\n".join(lines) + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -42,11 +42,20 @@ def latency(samples: int, customers: int) -> dict:
     today = dt.datetime.now(dt.UTC).date()
     first = today - dt.timedelta(days=samples)
     root = Path(tempfile.mkdtemp(prefix="bench-sensor-"))
-    env = {"CHURN_DATA_DIR": str(root / "data"), "CHURN_START_DATE": first.isoformat(),
-           "CHURN_AUTOMATION_RUNNING": "1", "CHURN_LANDING_LOOKBACK_DAYS": str(samples + 1)}
+    env = {
+        "CHURN_DATA_DIR": str(root / "data"),
+        "CHURN_START_DATE": first.isoformat(),
+        "CHURN_AUTOMATION_RUNNING": "1",
+        "CHURN_LANDING_LOOKBACK_DAYS": str(samples + 1),
+    }
     settings = load_settings(env)
     zone = build_resources(settings)["landing_zone"]
-    write_generated(generate(first, days=samples, customers=customers, seed=1), zone, settings.storage.crm_export_path, None)
+    write_generated(
+        generate(first, days=samples, customers=customers, seed=1),
+        zone,
+        settings.storage.crm_export_path,
+        None,
+    )
     held = {}
     for n in range(samples):  # everything lands during the measurement
         day = (first + dt.timedelta(days=n)).isoformat()
@@ -63,28 +72,62 @@ def latency(samples: int, customers: int) -> dict:
             landed = time.time()
             for name, content in files.items():
                 zone.write_file(day, name, content.decode())
-            runs = wait_until(lambda day=day: instance.get_run_records(
-                filters=dg.RunsFilter(tags={"dagster/sensor_name": LANDING_SENSOR, "dagster/partition": day})), 120,
-                f"the run for {day}", interval=0.1)
+            runs = wait_until(
+                lambda day=day: instance.get_run_records(
+                    filters=dg.RunsFilter(
+                        tags={"dagster/sensor_name": LANDING_SENSOR, "dagster/partition": day}
+                    )
+                ),
+                120,
+                f"the run for {day}",
+                interval=0.1,
+            )
             run_id = runs[0].dagster_run.run_id
-            record = wait_until(lambda run_id=run_id: (r := instance.get_run_record_by_id(run_id)) and r.end_time and r,
-                                180, f"the run for {day} to finish", interval=0.2)
+            record = wait_until(
+                lambda run_id=run_id: (r := instance.get_run_record_by_id(run_id)) and r.end_time and r,
+                180,
+                f"the run for {day} to finish",
+                interval=0.2,
+            )
             assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS, record.dagster_run.status
-            materialized = instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=dg.AssetKey(["raw", "interaction_logs"]), asset_partitions=[day]), limit=1
-            ).records[0].timestamp
-            rows.append({"day": day, "requested": record.create_timestamp.timestamp() - landed,
-                         "started": record.start_time - landed, "materialized": materialized - landed})
-            print(f"  {day}: requested {rows[-1]['requested']:.1f} s, started {rows[-1]['started']:.1f} s, "
-                  f"materialized {rows[-1]['materialized']:.1f} s", flush=True)
+            materialized = (
+                instance.fetch_materializations(
+                    dg.AssetRecordsFilter(
+                        asset_key=dg.AssetKey(["raw", "interaction_logs"]), asset_partitions=[day]
+                    ),
+                    limit=1,
+                )
+                .records[0]
+                .timestamp
+            )
+            rows.append(
+                {
+                    "day": day,
+                    "requested": record.create_timestamp.timestamp() - landed,
+                    "started": record.start_time - landed,
+                    "materialized": materialized - landed,
+                }
+            )
+            print(
+                f"  {day}: requested {rows[-1]['requested']:.1f} s, started {rows[-1]['started']:.1f} s, "
+                f"materialized {rows[-1]['materialized']:.1f} s",
+                flush=True,
+            )
     finally:
         dev.stop()
     summary = {
-        stage: {"p50": statistics.median(r[stage] for r in rows), "p95": percentile([r[stage] for r in rows], 0.95)}
+        stage: {
+            "p50": statistics.median(r[stage] for r in rows),
+            "p95": percentile([r[stage] for r in rows], 0.95),
+        }
         for stage in ("requested", "started", "materialized")
     }
-    return {"interval_seconds": settings.automation.landing_sensor_interval_seconds, "quiet_seconds": settings.automation.landing_quiet_seconds,
-            "samples": rows, "summary": summary}
+    return {
+        "interval_seconds": settings.automation.landing_sensor_interval_seconds,
+        "quiet_seconds": settings.automation.landing_quiet_seconds,
+        "samples": rows,
+        "summary": summary,
+    }
 
 
 def tick_cost(objects_per_day: int, days_list: list[int], lookback: int) -> list[dict]:
@@ -97,15 +140,24 @@ def tick_cost(objects_per_day: int, days_list: list[int], lookback: int) -> list
     from churn_platform.settings import load_settings
     from churn_platform_tests.support.servers import start_s3
 
-    for name, value in {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1"}.items():
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_REGION": "us-east-1",
+    }.items():
         os.environ.setdefault(name, value)
     server = start_s3()
     rows = []
     try:
         client = server.client()
         bucket = server.new_bucket()
-        env = {"CHURN_ENV": "s3", "CHURN_S3_BUCKET": bucket, "CHURN_S3_BACKUP_BUCKET": server.new_bucket(),
-               "CHURN_S3_ENDPOINT_URL": server.endpoint, "AWS_REGION": "us-east-1"}
+        env = {
+            "CHURN_ENV": "s3",
+            "CHURN_S3_BUCKET": bucket,
+            "CHURN_S3_BACKUP_BUCKET": server.new_bucket(),
+            "CHURN_S3_ENDPOINT_URL": server.endpoint,
+            "AWS_REGION": "us-east-1",
+        }
         settings = load_settings(env)
         zone = build_resources(settings)["landing_zone"]
         prefix = settings.storage.landing_dir.removeprefix(f"s3://{bucket}/") + "/interaction_logs/"
@@ -115,7 +167,9 @@ def tick_cost(objects_per_day: int, days_list: list[int], lookback: int) -> list
             for n in range(written, total_days):
                 day = (end - dt.timedelta(days=n)).isoformat()
                 for k in range(objects_per_day):
-                    client.put_object(Bucket=bucket, Key=f"{prefix}date={day}/part-{k:04d}.jsonl", Body=b"{}\n")
+                    client.put_object(
+                        Bucket=bucket, Key=f"{prefix}date={day}/part-{k:04d}.jsonl", Body=b"{}\n"
+                    )
             written = total_days
             days = [(end - dt.timedelta(days=n)).isoformat() for n in range(lookback)][::-1]
             started = time.perf_counter()
@@ -125,8 +179,13 @@ def tick_cost(objects_per_day: int, days_list: list[int], lookback: int) -> list
             started = time.perf_counter()
             listed = len(get_objects(bucket, prefix, client=client))
             full = time.perf_counter() - started
-            rows.append({"objects": listed, "tick_seconds": tick, "full_listing_seconds": full, "ratio": full / tick})
-            print(f"  {listed} objects: tick {tick:.3f} s, full listing {full:.3f} s ({full / tick:.1f}x)", flush=True)
+            rows.append(
+                {"objects": listed, "tick_seconds": tick, "full_listing_seconds": full, "ratio": full / tick}
+            )
+            print(
+                f"  {listed} objects: tick {tick:.3f} s, full listing {full:.3f} s ({full / tick:.1f}x)",
+                flush=True,
+            )
     finally:
         server.server.stop()
     return rows
@@ -151,9 +210,14 @@ def main() -> None:
         "",
         "| from a day's files landing to | p50 | p95 |",
         "|---|---|---|",
-        *(f"| {label} | {s[k]['p50']:.1f} s | {s[k]['p95']:.1f} s |" for k, label in
-          (("requested", "run requested by the sensor"), ("started", "run started"),
-           ("materialized", "partition materialized"))),
+        *(
+            f"| {label} | {s[k]['p50']:.1f} s | {s[k]['p95']:.1f} s |"
+            for k, label in (
+                ("requested", "run requested by the sensor"),
+                ("started", "run started"),
+                ("materialized", "partition materialized"),
+            )
+        ),
         "",
         "One tick on S3 (moto's server over HTTP): the 7 day prefixes of the lookback, against one",
         "listing of the whole `interaction_logs/` prefix (what a `get_objects(since_last_modified=...)`",
@@ -161,8 +225,10 @@ def main() -> None:
         "",
         "| objects in the bucket | tick (7 prefixes) | whole-prefix listing | ratio |",
         "|---|---|---|---|",
-        *(f"| {r['objects']} | {r['tick_seconds']:.3f} s | {r['full_listing_seconds']:.3f} s | {r['ratio']:.1f}x |"
-          for r in ticks),
+        *(
+            f"| {r['objects']} | {r['tick_seconds']:.3f} s | {r['full_listing_seconds']:.3f} s | {r['ratio']:.1f}x |"
+            for r in ticks
+        ),
         "",
     ]
     write_results("sensor_latency", {"latency": result, "tick_cost": ticks}, "\n".join(lines))

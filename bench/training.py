@@ -56,16 +56,25 @@ def main() -> None:
     without = time.perf_counter() - started
 
     with tempfile.TemporaryDirectory() as tmp:
-        tracking = MLflowTracking(tracking_uri=f"sqlite:///{tmp}/mlflow.db", artifact_location=f"{tmp}/artifacts")
-        tracking.experiment_id(tracking.client())  # create the store outside the timing, as in a running platform
+        tracking = MLflowTracking(
+            tracking_uri=f"sqlite:///{tmp}/mlflow.db", artifact_location=f"{tmp}/artifacts"
+        )
+        tracking.experiment_id(
+            tracking.client()
+        )  # create the store outside the timing, as in a running platform
         started = time.perf_counter()
         model = train_churn_model(table, seed=0)
         fit_done = time.perf_counter()
         holdout = model.holdout
         tracking.log_training(
-            model.pipeline, holdout.features, {"seed": 0}, model.metrics, {"bench": "training"},
+            model.pipeline,
+            holdout.features,
+            {"seed": 0},
+            model.metrics,
+            {"bench": "training"},
             training_lineage("2026-03-31", table, []),
-            evaluation_figures(holdout.labels, holdout.probabilities, model.pipeline, holdout.features, 0), "bench",
+            evaluation_figures(holdout.labels, holdout.probabilities, model.pipeline, holdout.features, 0),
+            "bench",
         )
         tracking.promote("1", "bench")
         with_tracking = time.perf_counter() - started
@@ -73,20 +82,32 @@ def main() -> None:
     assert plain.metrics == model.metrics  # same training both times
 
     results = {
-        "rows": args.rows, "features": args.features,
-        "train_without_tracking_s": round(without, 2), "train_with_tracking_s": round(with_tracking, 2),
-        "tracking_s": round(tracking_only, 2), "overhead_vs_fit": round(tracking_only / (fit_done - started), 4),
-        "overhead_between_runs": round(with_tracking / without - 1, 4), "roc_auc": round(model.metrics["roc_auc"], 4),
+        "rows": args.rows,
+        "features": args.features,
+        "train_without_tracking_s": round(without, 2),
+        "train_with_tracking_s": round(with_tracking, 2),
+        "tracking_s": round(tracking_only, 2),
+        "overhead_vs_fit": round(tracking_only / (fit_done - started), 4),
+        "overhead_between_runs": round(with_tracking / without - 1, 4),
+        "roc_auc": round(model.metrics["roc_auc"], 4),
     }
-    markdown = "\n".join([
-        f"Training the churn pipeline on {args.rows:,} rows x {args.features} features, with and without MLflow tracking:", "",
-        "| | seconds |", "|---|---|",
-        f"| fit + hold-out evaluation, no tracking | {without:.1f} |",
-        f"| fit + hold-out evaluation + tracking | {with_tracking:.1f} |",
-        f"| of which tracking (metrics, plots, lineage, model, registry) | {tracking_only:.1f} |", "",
-        f"Tracking overhead: {100 * results['overhead_vs_fit']:.1f}% of that run's fit time "
-        f"({100 * results['overhead_between_runs']:+.1f}% between the two runs, which includes run-to-run noise).",
-    ]) + "\n"
+    markdown = (
+        "\n".join(
+            [
+                f"Training the churn pipeline on {args.rows:,} rows x {args.features} features, with and without MLflow tracking:",
+                "",
+                "| | seconds |",
+                "|---|---|",
+                f"| fit + hold-out evaluation, no tracking | {without:.1f} |",
+                f"| fit + hold-out evaluation + tracking | {with_tracking:.1f} |",
+                f"| of which tracking (metrics, plots, lineage, model, registry) | {tracking_only:.1f} |",
+                "",
+                f"Tracking overhead: {100 * results['overhead_vs_fit']:.1f}% of that run's fit time "
+                f"({100 * results['overhead_between_runs']:+.1f}% between the two runs, which includes run-to-run noise).",
+            ]
+        )
+        + "\n"
+    )
     write_results("training", results, markdown)
 
 

@@ -25,8 +25,11 @@ from churn_platform.settings import PlatformSettings, load_settings
 def build_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefinition]:
     """Every stage's assets, in lineage order."""
     return [
-        *build_crm_assets(partitions), *build_log_assets(partitions), *build_feature_assets(partitions),
-        *build_ml_assets(partitions), *build_backup_assets(partitions),
+        *build_crm_assets(partitions),
+        *build_log_assets(partitions),
+        *build_feature_assets(partitions),
+        *build_ml_assets(partitions),
+        *build_backup_assets(partitions),
     ]
 
 
@@ -44,8 +47,11 @@ def build_definitions(settings: PlatformSettings) -> dg.Definitions:
     times come from the settings; the shape of the asset graph does not."""
     partitions = build_partitions(settings)
     return dg.Definitions(
-        assets=build_assets(partitions), asset_checks=ML_CHECKS, jobs=ALL_JOBS,
-        schedules=build_schedules(settings.automation, partitions), sensors=build_sensors(settings, partitions),
+        assets=build_assets(partitions),
+        asset_checks=ML_CHECKS,
+        jobs=ALL_JOBS,
+        schedules=build_schedules(settings.automation, partitions),
+        sensors=build_sensors(settings, partitions),
         resources=build_resources(settings),
         # Steps of a run share one process: each step is one engine call that parallelises inside
         # (DuckDB, Spark, scikit-learn), and a process per step would re-import the code (~3 s) each time.

@@ -24,13 +24,16 @@ def build_connection(settings: PlatformSettings) -> ObjectStoreConnection | None
     storage, secrets = settings.storage, settings.secrets_set
     if storage.env == "s3":
         return ObjectStoreConnection(
-            endpoint_url=storage.endpoint_url, region=storage.region,
+            endpoint_url=storage.endpoint_url,
+            region=storage.region,
             access_key_id=env_secret("AWS_ACCESS_KEY_ID", secrets),
             secret_access_key=env_secret("AWS_SECRET_ACCESS_KEY", secrets),
         )
     if storage.env == "gcs":
         token = storage.gcs_token or env_secret("GOOGLE_APPLICATION_CREDENTIALS", secrets)
-        return ObjectStoreConnection(endpoint_url=storage.endpoint_url, gcs_project=storage.gcs_project, gcs_token=token)
+        return ObjectStoreConnection(
+            endpoint_url=storage.endpoint_url, gcs_project=storage.gcs_project, gcs_token=token
+        )
     return None
 
 
@@ -44,8 +47,10 @@ def build_crm(settings: PlatformSettings, connection: ObjectStoreConnection | No
     secrets = settings.secrets_set
     if settings.crm.url:
         return ZendeskCRMResource(
-            base_url=settings.crm.url, email=settings.crm.email,
-            api_token=env_secret("ZENDESK_API_TOKEN", secrets), oauth_token=env_secret("ZENDESK_OAUTH_TOKEN", secrets),
+            base_url=settings.crm.url,
+            email=settings.crm.email,
+            api_token=env_secret("ZENDESK_API_TOKEN", secrets),
+            oauth_token=env_secret("ZENDESK_OAUTH_TOKEN", secrets),
         )
     return SimulatedCRMResource(export_path=settings.storage.crm_export_path, export_connection=connection)
 
@@ -65,7 +70,8 @@ def build_resources(settings: PlatformSettings) -> dict[str, Any]:
         "feature_engine": build_feature_engine(settings),
         "slack": SlackWebhook(webhook_url=env_secret("SLACK_WEBHOOK_URL", settings.secrets_set)),
         "mlflow_tracking": MLflowTracking(
-            tracking_uri=settings.mlflow.tracking_uri, artifact_location=settings.mlflow.artifact_location,
+            tracking_uri=settings.mlflow.tracking_uri,
+            artifact_location=settings.mlflow.artifact_location,
             ui_url=settings.mlflow.ui_url,
         ),
     }

@@ -18,6 +18,7 @@ from churn_platform_tests.support.data import generate_into, settings_for
 # bucket for Google's storage-control API.
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
+
 @dataclass
 class Platform:
     settings: PlatformSettings

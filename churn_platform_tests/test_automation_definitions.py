@@ -11,9 +11,21 @@ from churn_platform.orchestration.partitions import build_partitions
 from churn_platform.orchestration.schedules import newest_closed_partition
 from churn_platform.settings import SettingsError, load_settings
 
-AUTOMATED = ["enriched/ticket_sentiment", "features/customer_daily_activity", "features/customer_features",
-             "ml/churn_labels", "ml/churn_scores", "ml/feature_drift"]
-RETRIED = ["raw/crm_tickets", "raw/interaction_logs", "ml/churn_model", "ml/churn_scores", "backups/model_snapshot"]
+AUTOMATED = [
+    "enriched/ticket_sentiment",
+    "features/customer_daily_activity",
+    "features/customer_features",
+    "ml/churn_labels",
+    "ml/churn_scores",
+    "ml/feature_drift",
+]
+RETRIED = [
+    "raw/crm_tickets",
+    "raw/interaction_logs",
+    "ml/churn_model",
+    "ml/churn_scores",
+    "backups/model_snapshot",
+]
 
 
 def definitions(**env: str) -> dg.Definitions:
@@ -31,8 +43,13 @@ def test_sensors_and_schedules_are_registered_and_stopped_by_default():
 
 
 def test_configuration_sets_intervals_times_and_status():
-    repo = definitions(CHURN_AUTOMATION_RUNNING="1", CHURN_LANDING_SENSOR_INTERVAL="17", CHURN_AUTOMATION_INTERVAL="45",
-                       CHURN_SCHEDULE_TIMEZONE="Europe/Berlin", CHURN_INGESTION_CRON="30 2 * * *").get_repository_def()
+    repo = definitions(
+        CHURN_AUTOMATION_RUNNING="1",
+        CHURN_LANDING_SENSOR_INTERVAL="17",
+        CHURN_AUTOMATION_INTERVAL="45",
+        CHURN_SCHEDULE_TIMEZONE="Europe/Berlin",
+        CHURN_INGESTION_CRON="30 2 * * *",
+    ).get_repository_def()
     sensors = {s.name: s for s in repo.sensor_defs}
     assert sensors["interaction_logs_landing_sensor"].minimum_interval_seconds == 17
     assert sensors["churn_automation"].minimum_interval_seconds == 45
@@ -41,13 +58,16 @@ def test_configuration_sets_intervals_times_and_status():
     assert all(s.default_status.value == "RUNNING" for s in [*repo.sensor_defs, *repo.schedule_defs])
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"CHURN_SCHEDULE_TIMEZONE": "Mars/Olympus"}, "is not an IANA time zone"),
-    ({"CHURN_INGESTION_CRON": "every day"}, "is not a five-field cron expression"),
-    ({"CHURN_LANDING_SENSOR_INTERVAL": "0"}, "CHURN_LANDING_SENSOR_INTERVAL must be >= 1"),
-    ({"CHURN_LANDING_LOOKBACK_DAYS": "week"}, "is not an integer"),
-    ({"CHURN_AUTOMATION_RUNNING": "perhaps"}, "is not a boolean"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"CHURN_SCHEDULE_TIMEZONE": "Mars/Olympus"}, "is not an IANA time zone"),
+        ({"CHURN_INGESTION_CRON": "every day"}, "is not a five-field cron expression"),
+        ({"CHURN_LANDING_SENSOR_INTERVAL": "0"}, "CHURN_LANDING_SENSOR_INTERVAL must be >= 1"),
+        ({"CHURN_LANDING_LOOKBACK_DAYS": "week"}, "is not an integer"),
+        ({"CHURN_AUTOMATION_RUNNING": "perhaps"}, "is not a boolean"),
+    ],
+)
 def test_bad_automation_settings_are_refused_by_name(env, message):
     with pytest.raises(SettingsError, match=message):
         load_settings(env)

@@ -46,22 +46,35 @@ def day(offset: int) -> str:
 
 
 class Deployment:
-    def __init__(self, dev: DagsterDev, settings, webhook: WebhookReceiver, simulator: ZendeskSimulator, held: dict):
-        self.dev, self.settings, self.webhook, self.simulator, self.held = dev, settings, webhook, simulator, held
+    def __init__(
+        self, dev: DagsterDev, settings, webhook: WebhookReceiver, simulator: ZendeskSimulator, held: dict
+    ):
+        self.dev, self.settings, self.webhook, self.simulator, self.held = (
+            dev,
+            settings,
+            webhook,
+            simulator,
+            held,
+        )
         self.instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(dev.home)))
         self.zone = build_resources(settings)["landing_zone"]
 
     def materializations(self, asset: str, partition: str) -> list[dg.EventLogRecord]:
-        return list(self.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=key(asset), asset_partitions=[partition]), limit=100
-        ).records)
+        return list(
+            self.instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=key(asset), asset_partitions=[partition]), limit=100
+            ).records
+        )
 
     def runs(self, **tags: str) -> list[dg.DagsterRun]:
         return list(self.instance.get_runs(filters=dg.RunsFilter(tags=tags)))
 
     def wait_materialized_after(self, asset: str, partition: str, since: float, timeout: float = 180) -> None:
-        wait_until(lambda: any(r.timestamp > since for r in self.materializations(asset, partition)),
-                   timeout, f"{asset} partition {partition} to be materialized")
+        wait_until(
+            lambda: any(r.timestamp > since for r in self.materializations(asset, partition)),
+            timeout,
+            f"{asset} partition {partition} to be materialized",
+        )
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +89,19 @@ def _deployment(s3_server, tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
     env = {
         **S3_TEST_ENV,
-        "CHURN_ENV": "s3", "CHURN_S3_BUCKET": s3_server.new_bucket(), "CHURN_S3_BACKUP_BUCKET": s3_server.new_bucket(versioned=True),
-        "CHURN_S3_ENDPOINT_URL": s3_server.endpoint, "CHURN_START_DATE": FIRST.isoformat(),
-        "CHURN_MLFLOW_DIR": str(root / "mlflow"), "CHURN_TRAINING_WINDOW_DAYS": "14",
-        "CHURN_AUTOMATION_RUNNING": "1", "CHURN_ALERT_CRM_TICKETS": "1",
-        "CHURN_LANDING_SENSOR_INTERVAL": "1", "CHURN_AUTOMATION_INTERVAL": "5",
-        "CHURN_CRM_EMAIL": EMAIL, "ZENDESK_API_TOKEN": TOKEN,
+        "CHURN_ENV": "s3",
+        "CHURN_S3_BUCKET": s3_server.new_bucket(),
+        "CHURN_S3_BACKUP_BUCKET": s3_server.new_bucket(versioned=True),
+        "CHURN_S3_ENDPOINT_URL": s3_server.endpoint,
+        "CHURN_START_DATE": FIRST.isoformat(),
+        "CHURN_MLFLOW_DIR": str(root / "mlflow"),
+        "CHURN_TRAINING_WINDOW_DAYS": "14",
+        "CHURN_AUTOMATION_RUNNING": "1",
+        "CHURN_ALERT_CRM_TICKETS": "1",
+        "CHURN_LANDING_SENSOR_INTERVAL": "1",
+        "CHURN_AUTOMATION_INTERVAL": "5",
+        "CHURN_CRM_EMAIL": EMAIL,
+        "ZENDESK_API_TOKEN": TOKEN,
     }
     settings = load_settings(env)
     data = generate(FIRST, days=DAYS, customers=CUSTOMERS, seed=11)
@@ -93,7 +113,9 @@ def _deployment(s3_server, tmp_path_factory):
         held[path.name] = path.read_text()
         path.unlink()
 
-    simulator = ZendeskSimulator(read_export(settings.storage.crm_export_path, zone.connection), email=EMAIL, api_token=TOKEN).start()
+    simulator = ZendeskSimulator(
+        read_export(settings.storage.crm_export_path, zone.connection), email=EMAIL, api_token=TOKEN
+    ).start()
     webhook = WebhookReceiver()
     env.update({"CHURN_CRM_URL": simulator.url, "SLACK_WEBHOOK_URL": webhook.url})
     dev = DagsterDev(root / "dagster_home", env)
@@ -122,8 +144,11 @@ def test_sensors_and_schedules_are_running_in_the_deployment(deployment):
     repository = deployment.dev.graphql(AUTOMATION_IN_UI)["repositoriesOrError"]["nodes"][0]
     sensors = {s["name"]: s["sensorState"]["status"] for s in repository["sensors"]}
     schedules = {s["name"]: s["scheduleState"]["status"] for s in repository["schedules"]}
-    assert sensors == {"interaction_logs_landing_sensor": "RUNNING", "churn_automation": "RUNNING",
-                       "run_failure_alert": "RUNNING"}
+    assert sensors == {
+        "interaction_logs_landing_sensor": "RUNNING",
+        "churn_automation": "RUNNING",
+        "run_failure_alert": "RUNNING",
+    }
     assert schedules == {"daily_ingestion_schedule": "RUNNING", "weekly_retraining_schedule": "RUNNING"}
 
 
@@ -134,13 +159,23 @@ def test_landed_files_start_a_sensor_run_and_automation_updates_downstream(deplo
     for name, content in d.held.items():  # several files for one day
         d.zone.write_file(last, name, content)
 
-    run = wait_until(lambda: d.runs(**{"dagster/sensor_name": LANDING_SENSOR, "dagster/partition": last}), 120,
-                     f"a landing-sensor run for {last}")[0]
+    run = wait_until(
+        lambda: d.runs(**{"dagster/sensor_name": LANDING_SENSOR, "dagster/partition": last}),
+        120,
+        f"a landing-sensor run for {last}",
+    )[0]
     d.wait_materialized_after("raw/interaction_logs", last, started)
-    for asset in ("features/customer_daily_activity", "features/customer_features", "ml/churn_scores", "ml/feature_drift"):
+    for asset in (
+        "features/customer_daily_activity",
+        "features/customer_features",
+        "ml/churn_scores",
+        "ml/feature_drift",
+    ):
         d.wait_materialized_after(asset, last, started)
     # The label whose 30-day outcome window the new day completed.
-    d.wait_materialized_after("ml/churn_labels", (LAST - dt.timedelta(days=LABEL_HORIZON_DAYS)).isoformat(), started)
+    d.wait_materialized_after(
+        "ml/churn_labels", (LAST - dt.timedelta(days=LABEL_HORIZON_DAYS)).isoformat(), started
+    )
 
     assert d.instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.SUCCESS
     # One run for the day however many files, and the partitions that did not change were not re-run.
@@ -158,23 +193,51 @@ def test_backfill_of_a_date_range_through_the_cli(deployment):
     first, last = day(-20), day(-16)
     started = time.time()
     result = subprocess.run(
-        [str(BIN / "churn-platform"), "backfill", "--from", first, "--to", last, "--group", "raw", "--group", "features",
-         "--url", d.dev.url, "--timeout", "240"],
-        env=d.dev.env, capture_output=True, text=True, timeout=300,
+        [
+            str(BIN / "churn-platform"),
+            "backfill",
+            "--from",
+            first,
+            "--to",
+            last,
+            "--group",
+            "raw",
+            "--group",
+            "features",
+            "--url",
+            d.dev.url,
+            "--timeout",
+            "240",
+        ],
+        env=d.dev.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     backfill_id = result.stdout.split()[1].rstrip(":")
     assert "COMPLETED" in result.stdout
     partitions = [day(n) for n in range(-20, -15)]
-    for asset in ("raw/crm_tickets", "raw/interaction_logs", "features/customer_daily_activity", "features/customer_features"):
+    for asset in (
+        "raw/crm_tickets",
+        "raw/interaction_logs",
+        "features/customer_daily_activity",
+        "features/customer_features",
+    ):
         for partition in partitions:
-            assert any(r.timestamp > started for r in d.materializations(asset, partition)), (asset, partition)
+            assert any(r.timestamp > started for r in d.materializations(asset, partition)), (
+                asset,
+                partition,
+            )
     # Exactly the range: the features of later days were not touched.
     assert not any(r.timestamp > started for r in d.materializations("features/customer_features", day(-15)))
     # Single-run backfill policies: the whole range in one run, not one per day.
     runs = d.runs(**{"dagster/backfill": backfill_id})
     assert len(runs) == 1
-    assert (runs[0].tags["dagster/asset_partition_range_start"], runs[0].tags["dagster/asset_partition_range_end"]) == (first, last)
+    assert (
+        runs[0].tags["dagster/asset_partition_range_start"],
+        runs[0].tags["dagster/asset_partition_range_end"],
+    ) == (first, last)
 
 
 def test_a_failed_run_alerts_slack_and_opens_a_crm_ticket(deployment):
@@ -182,16 +245,26 @@ def test_a_failed_run_alerts_slack_and_opens_a_crm_ticket(deployment):
     broken_day = day(-2)
     d.zone.write_file(broken_day, "zz-broken.jsonl", "this is not JSON\n")
     run = wait_until(
-        lambda: [r for r in d.runs(**{"dagster/sensor_name": LANDING_SENSOR, "dagster/partition": broken_day})
-                 if r.status == dg.DagsterRunStatus.FAILURE],
-        120, f"the landing-sensor run for {broken_day} to fail",
+        lambda: [
+            r
+            for r in d.runs(**{"dagster/sensor_name": LANDING_SENSOR, "dagster/partition": broken_day})
+            if r.status == dg.DagsterRunStatus.FAILURE
+        ],
+        120,
+        f"the landing-sensor run for {broken_day} to fail",
     )[0]
-    posted = wait_until(lambda: [b for b in d.webhook.bodies if run.run_id in b.get("text", "")], 90,
-                        "the failure alert at the webhook")
+    posted = wait_until(
+        lambda: [b for b in d.webhook.bodies if run.run_id in b.get("text", "")],
+        90,
+        "the failure alert at the webhook",
+    )
     assert "raw/interaction_logs" in posted[0]["text"] and broken_day in posted[0]["text"]
     assert f"{d.dev.url}/runs/{run.run_id}" in str(posted[0]["blocks"])
-    ticket = wait_until(lambda: [t for t in d.simulator.created if run.run_id in t["description"]], 90,
-                        "a CRM ticket for the failed run")[0]
+    ticket = wait_until(
+        lambda: [t for t in d.simulator.created if run.run_id in t["description"]],
+        90,
+        "a CRM ticket for the failed run",
+    )[0]
     assert broken_day in ticket["subject"] and "zz-broken.jsonl" in ticket["description"]
     # The bad file did not overwrite the day's good data.
     good = d.materializations("raw/interaction_logs", broken_day)

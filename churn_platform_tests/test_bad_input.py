@@ -19,13 +19,17 @@ def run_logs(platform, day=DAY):
 
 
 def ingest(platform, first: str, last: str) -> None:
-    assert platform.defs.resolve_job_def("daily_ingestion_job").execute_in_process(
-        instance=platform.instance, tags=partition_range_tags(first, last)).success
+    assert (
+        platform.defs.resolve_job_def("daily_ingestion_job")
+        .execute_in_process(instance=platform.instance, tags=partition_range_tags(first, last))
+        .success
+    )
 
 
 def run_job(platform, job: str, partition: str):
     return platform.defs.resolve_job_def(job).execute_in_process(
-        instance=platform.instance, partition_key=partition, raise_on_error=False)
+        instance=platform.instance, partition_key=partition, raise_on_error=False
+    )
 
 
 def error_of(result) -> str:
@@ -33,7 +37,9 @@ def error_of(result) -> str:
 
 
 def landing_file(platform, day=DAY):
-    return UPath(platform.settings.storage.landing_dir) / "interaction_logs" / f"date={day}" / "events-pm.jsonl"
+    return (
+        UPath(platform.settings.storage.landing_dir) / "interaction_logs" / f"date={day}" / "events-pm.jsonl"
+    )
 
 
 def output_file(platform, day=DAY):
@@ -78,7 +84,9 @@ def test_an_empty_landing_day_fails_with_what_to_do(small_platform):
         f.unlink()
     result = run_logs(small_platform)
     assert not result.success
-    assert f"no interaction-log files for {DAY}" in error_of(result) and "churn-platform generate" in error_of(result)
+    assert f"no interaction-log files for {DAY}" in error_of(
+        result
+    ) and "churn-platform generate" in error_of(result)
 
 
 def test_labels_refuse_to_run_before_their_30_future_days_exist(small_platform):

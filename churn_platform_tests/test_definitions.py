@@ -10,9 +10,16 @@ from churn_platform.resources import build_resources
 from churn_platform.settings import SettingsError, load_settings
 
 ASSETS = [
-    "raw/crm_tickets", "raw/interaction_logs", "enriched/ticket_sentiment",
-    "features/customer_daily_activity", "features/customer_features",
-    "ml/churn_labels", "ml/training_set", "ml/churn_model", "ml/churn_scores", "ml/feature_drift",
+    "raw/crm_tickets",
+    "raw/interaction_logs",
+    "enriched/ticket_sentiment",
+    "features/customer_daily_activity",
+    "features/customer_features",
+    "ml/churn_labels",
+    "ml/training_set",
+    "ml/churn_model",
+    "ml/churn_scores",
+    "ml/feature_drift",
     "backups/model_snapshot",
 ]
 
@@ -29,7 +36,10 @@ def test_one_definitions_object_holds_the_whole_graph_grouped_by_prefix():
 def test_lineage_edges():
     graph = defs.resolve_asset_graph()
     parents = lambda k: {p.to_user_string() for p in graph.get(dg.AssetKey(k.split("/"))).parent_keys}
-    assert parents("features/customer_daily_activity") == {"raw/interaction_logs", "enriched/ticket_sentiment"}
+    assert parents("features/customer_daily_activity") == {
+        "raw/interaction_logs",
+        "enriched/ticket_sentiment",
+    }
     assert parents("ml/training_set") == {"features/customer_features", "ml/churn_labels"}
     assert parents("ml/churn_scores") == {"features/customer_features", "ml/churn_model"}
     assert parents("backups/model_snapshot") == {"ml/churn_model"}
@@ -38,13 +48,25 @@ def test_lineage_edges():
 
 def test_model_checks_are_registered():
     checks = {(k.asset_key.to_user_string(), k.name) for k in defs.resolve_asset_graph().asset_check_keys}
-    assert ("ml/churn_model", "promotion_gate") in checks and ("ml/feature_drift", "drift_below_threshold") in checks
+    assert ("ml/churn_model", "promotion_gate") in checks and (
+        "ml/feature_drift",
+        "drift_below_threshold",
+    ) in checks
 
 
 def test_dagster_cli_lists_every_asset():
     out = subprocess.run(
-        [os.path.join(os.path.dirname(sys.executable), "dagster"), "asset", "list", "-m", "churn_platform.definitions"],
-        capture_output=True, text=True, timeout=120, check=True,
+        [
+            os.path.join(os.path.dirname(sys.executable), "dagster"),
+            "asset",
+            "list",
+            "-m",
+            "churn_platform.definitions",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     ).stdout
     for key in ASSETS:
         assert key in out
@@ -62,11 +84,19 @@ def test_object_store_environments_name_the_missing_bucket_variable(env, missing
 
 
 def test_s3_credentials_are_env_var_references_never_values(monkeypatch):
-    environ = {"CHURN_ENV": "s3", "CHURN_S3_BUCKET": "data", "CHURN_S3_BACKUP_BUCKET": "vault",
-               "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "very-secret"}
+    environ = {
+        "CHURN_ENV": "s3",
+        "CHURN_S3_BUCKET": "data",
+        "CHURN_S3_BACKUP_BUCKET": "vault",
+        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "very-secret",
+    }
     resources = build_resources(load_settings(environ))
     connection = resources["io_manager"].connection
-    assert isinstance(connection.secret_access_key, dg.EnvVar) and connection.secret_access_key.env_var_name == "AWS_SECRET_ACCESS_KEY"
+    assert (
+        isinstance(connection.secret_access_key, dg.EnvVar)
+        and connection.secret_access_key.env_var_name == "AWS_SECRET_ACCESS_KEY"
+    )
     assert resources["io_manager"].base_path == "s3://data/churn-platform/warehouse"
     assert resources["backup_store"].base_path == "s3://vault/churn-platform"
 

@@ -32,7 +32,9 @@ def demo(tmp_path_factory):
 
 def latest(instance, key, partition=None):
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(key.split("/")), asset_partitions=[partition] if partition else None),
+        dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey(key.split("/")), asset_partitions=[partition] if partition else None
+        ),
         limit=1,
     ).records
     return records[0].asset_materialization
@@ -45,10 +47,17 @@ def table(settings, key, partition):
 def test_every_asset_is_materialized_for_the_planned_partitions(demo):
     settings, defs, instance, plan, _ = demo
     expected = {
-        "raw/interaction_logs": DAYS, "raw/crm_tickets": DAYS, "enriched/ticket_sentiment": DAYS,
-        "features/customer_daily_activity": DAYS, "features/customer_features": DAYS,
-        "ml/churn_labels": DAYS - 30, "ml/training_set": 1, "ml/churn_model": 1,
-        "backups/model_snapshot": 1, "ml/churn_scores": 7, "ml/feature_drift": 7,
+        "raw/interaction_logs": DAYS,
+        "raw/crm_tickets": DAYS,
+        "enriched/ticket_sentiment": DAYS,
+        "features/customer_daily_activity": DAYS,
+        "features/customer_features": DAYS,
+        "ml/churn_labels": DAYS - 30,
+        "ml/training_set": 1,
+        "ml/churn_model": 1,
+        "backups/model_snapshot": 1,
+        "ml/churn_scores": 7,
+        "ml/feature_drift": 7,
     }
     counts = {k: len(instance.get_materialized_partitions(dg.AssetKey(k.split("/")))) for k in expected}
     assert counts == expected
@@ -56,10 +65,25 @@ def test_every_asset_is_materialized_for_the_planned_partitions(demo):
 
 def test_row_counts_match_the_generated_data(demo):
     settings, _, _, plan, stats = demo
-    logs = pd.concat(pd.read_parquet(p) for p in sorted(UPath(settings.storage.warehouse_dir, ).joinpath("raw", "interaction_logs").iterdir()))
+    logs = pd.concat(
+        pd.read_parquet(p)
+        for p in sorted(
+            UPath(
+                settings.storage.warehouse_dir,
+            )
+            .joinpath("raw", "interaction_logs")
+            .iterdir()
+        )
+    )
     assert len(logs) == stats["events"]
-    tickets = pd.concat(pd.read_parquet(p) for p in UPath(settings.storage.warehouse_dir).joinpath("raw", "crm_tickets").iterdir())
-    sentiment = pd.concat(pd.read_parquet(p) for p in UPath(settings.storage.warehouse_dir).joinpath("enriched", "ticket_sentiment").iterdir())
+    tickets = pd.concat(
+        pd.read_parquet(p)
+        for p in UPath(settings.storage.warehouse_dir).joinpath("raw", "crm_tickets").iterdir()
+    )
+    sentiment = pd.concat(
+        pd.read_parquet(p)
+        for p in UPath(settings.storage.warehouse_dir).joinpath("enriched", "ticket_sentiment").iterdir()
+    )
     assert len(tickets) == len(sentiment) == stats["tickets"]
     assert tickets["ticket_id"].is_unique
 
@@ -67,10 +91,22 @@ def test_row_counts_match_the_generated_data(demo):
 def test_tables_have_their_documented_columns(demo):
     settings, _, _, plan, _ = demo
     day = plan.last_labelled_day
-    assert {"event_date", "customer_id", "event_type", "timestamp", "session_id", "properties"} <= set(table(settings, "raw/interaction_logs", day))
-    assert {"customer_id", "activity_date", "events", "sessions", "spend", "tickets", "mean_sentiment"} <= set(table(settings, "features/customer_daily_activity", day))
+    assert {"event_date", "customer_id", "event_type", "timestamp", "session_id", "properties"} <= set(
+        table(settings, "raw/interaction_logs", day)
+    )
+    assert {
+        "customer_id",
+        "activity_date",
+        "events",
+        "sessions",
+        "spend",
+        "tickets",
+        "mean_sentiment",
+    } <= set(table(settings, "features/customer_daily_activity", day))
     features = table(settings, "features/customer_features", day)
-    assert {"events_7d", "events_30d", "days_since_last_event", "activity_trend", "plan", "is_active"} <= set(features)
+    assert {"events_7d", "events_30d", "days_since_last_event", "activity_trend", "plan", "is_active"} <= set(
+        features
+    )
     assert features[["as_of_date", "customer_id"]].duplicated().sum() == 0
     labels = table(settings, "ml/churn_labels", day)
     assert set(labels) == {"as_of_date", "customer_id", "churned", "churn_date"}
@@ -101,7 +137,9 @@ def test_backup_holds_the_model_and_a_lineage_manifest_that_matches_the_files(de
     model = latest(instance, "ml/churn_model", plan.last_labelled_day).metadata
     backup_bytes = UPath(snapshot["model_backup"].value).read_bytes()
     assert sha256_hex(backup_bytes) == model["sha256"].value
-    assert not snapshot["model_backup"].value.startswith(settings.storage.artifacts_dir)  # a separate location
+    assert not snapshot["model_backup"].value.startswith(
+        settings.storage.artifacts_dir
+    )  # a separate location
 
     manifest = json.loads(UPath(snapshot["manifest"].value).read_text())
     training = manifest["training_set"]
@@ -115,6 +153,7 @@ def test_backup_holds_the_model_and_a_lineage_manifest_that_matches_the_files(de
     import io
 
     import joblib
+
     model_obj = joblib.load(io.BytesIO(backup_bytes))
     assert isinstance(model_obj, restored) and model_obj.metrics["roc_auc"] == model["roc_auc"].value
 
@@ -122,16 +161,25 @@ def test_backup_holds_the_model_and_a_lineage_manifest_that_matches_the_files(de
 def test_rematerializing_a_partition_writes_identical_files(demo):
     settings, defs, instance, plan, _ = demo
     day = plan.last_labelled_day
-    keys = ["raw/interaction_logs", "raw/crm_tickets", "enriched/ticket_sentiment",
-            "features/customer_daily_activity", "features/customer_features"]
+    keys = [
+        "raw/interaction_logs",
+        "raw/crm_tickets",
+        "enriched/ticket_sentiment",
+        "features/customer_daily_activity",
+        "features/customer_features",
+    ]
     before = {k: latest(instance, k, day).metadata for k in keys}
-    result = defs.resolve_job_def("daily_ingestion_job").execute_in_process(instance=instance, partition_key=day)
+    result = defs.resolve_job_def("daily_ingestion_job").execute_in_process(
+        instance=instance, partition_key=day
+    )
     assert result.success
     for key in keys:
         after = latest(instance, key, day).metadata
         assert after["sha256"].value == sha256_hex(UPath(after["uri"].value).read_bytes())
         # A range run recorded totals, the single-partition re-run records the file's hash: compare files.
-        assert after["sha256"].value == sha256_hex(UPath(settings.storage.warehouse_dir).joinpath(*key.split("/"), f"{day}.parquet").read_bytes())
+        assert after["sha256"].value == sha256_hex(
+            UPath(settings.storage.warehouse_dir).joinpath(*key.split("/"), f"{day}.parquet").read_bytes()
+        )
         assert "uri_pattern" in before[key] or before[key]["sha256"].value == after["sha256"].value
 
 
@@ -147,15 +195,26 @@ def test_range_run_equals_partition_by_partition(demo, tmp_path):
     one_by_one = dg.Definitions(assets=one_by_one.assets, jobs=one_by_one.jobs, resources=resources)
     with dg.instance_for_test() as scratch:
         for day in days:
-            assert one_by_one.resolve_job_def("daily_ingestion_job").execute_in_process(
-                instance=scratch, partition_key=day,
-                asset_selection=[dg.AssetKey(["raw", "interaction_logs"]), dg.AssetKey(["raw", "crm_tickets"]),
-                                 dg.AssetKey(["enriched", "ticket_sentiment"]), dg.AssetKey(["features", "customer_daily_activity"])],
-            ).success
+            assert (
+                one_by_one.resolve_job_def("daily_ingestion_job")
+                .execute_in_process(
+                    instance=scratch,
+                    partition_key=day,
+                    asset_selection=[
+                        dg.AssetKey(["raw", "interaction_logs"]),
+                        dg.AssetKey(["raw", "crm_tickets"]),
+                        dg.AssetKey(["enriched", "ticket_sentiment"]),
+                        dg.AssetKey(["features", "customer_daily_activity"]),
+                    ],
+                )
+                .success
+            )
     for key in ("raw/interaction_logs", "raw/crm_tickets", "features/customer_daily_activity"):
         for day in days:
             ours = UPath(tmp_path).joinpath("warehouse", *key.split("/"), f"{day}.parquet").read_bytes()
-            theirs = UPath(settings.storage.warehouse_dir).joinpath(*key.split("/"), f"{day}.parquet").read_bytes()
+            theirs = (
+                UPath(settings.storage.warehouse_dir).joinpath(*key.split("/"), f"{day}.parquet").read_bytes()
+            )
             assert sha256_hex(ours) == sha256_hex(theirs), (key, day)
 
 

@@ -28,7 +28,10 @@ def partition_of(run: dg.DagsterRun) -> str | None:
     tags = run.tags
     if "dagster/partition" in tags:
         return tags["dagster/partition"]
-    start, end = tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")
+    start, end = (
+        tags.get("dagster/asset_partition_range_start"),
+        tags.get("dagster/asset_partition_range_end"),
+    )
     return f"{start}...{end}" if start and end else None
 
 
@@ -39,24 +42,32 @@ def _root_message(error: Any) -> str:
     return f"{error.cls_name}: {error.message.strip()}" if getattr(error, "cls_name", None) else str(error)
 
 
-def describe_failure(run: dg.DagsterRun, step_failures: Sequence[dg.DagsterEvent], run_message: str,
-                     ui_url: str) -> FailureAlert:
+def describe_failure(
+    run: dg.DagsterRun, step_failures: Sequence[dg.DagsterEvent], run_message: str, ui_url: str
+) -> FailureAlert:
     """The run's id, the assets whose steps failed, the partition(s), the root error and the UI link."""
     # An asset's step is named after its key path joined with "__" (raw__interaction_logs).
     failed = [(event.step_key or "?").replace("__", "/") for event in step_failures]
-    errors = [_root_message(event.event_specific_data.error) for event in step_failures
-              if getattr(event.event_specific_data, "error", None) is not None]
+    errors = [
+        _root_message(event.event_specific_data.error)
+        for event in step_failures
+        if getattr(event.event_specific_data, "error", None) is not None
+    ]
     error = "\n".join(errors) or run_message
     if len(error) > MAX_ERROR_CHARS:
         error = error[:MAX_ERROR_CHARS] + " ..."
-    return FailureAlert(run.run_id, run.job_name, failed, partition_of(run), error, f"{ui_url}/runs/{run.run_id}")
+    return FailureAlert(
+        run.run_id, run.job_name, failed, partition_of(run), error, f"{ui_url}/runs/{run.run_id}"
+    )
 
 
 def slack_message(alert: FailureAlert) -> tuple[str, list[dict[str, Any]]]:
     """Fallback text and Block Kit blocks for an incoming webhook."""
     fields = [
-        f"*Run:* <{alert.run_url}|{alert.run_id}>", f"*Job:* {alert.job_name}",
-        f"*Assets:* {', '.join(alert.failed_assets) or '-'}", f"*Partition:* {alert.partition or '-'}",
+        f"*Run:* <{alert.run_url}|{alert.run_id}>",
+        f"*Job:* {alert.job_name}",
+        f"*Assets:* {', '.join(alert.failed_assets) or '-'}",
+        f"*Partition:* {alert.partition or '-'}",
     ]
     blocks = [
         {"type": "header", "text": {"type": "plain_text", "text": alert.title[:150]}},

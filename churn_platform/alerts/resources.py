@@ -17,7 +17,9 @@ class AlertDeliveryError(RuntimeError):
 class SlackWebhook(dg.ConfigurableResource):
     """Posts messages to a Slack incoming webhook; with no URL configured it is switched off."""
 
-    webhook_url: str | None = Field(default=None, description="Incoming-webhook URL (dg.EnvVar('SLACK_WEBHOOK_URL')).")
+    webhook_url: str | None = Field(
+        default=None, description="Incoming-webhook URL (dg.EnvVar('SLACK_WEBHOOK_URL'))."
+    )
     timeout_seconds: int = 10
 
     @property
@@ -26,8 +28,12 @@ class SlackWebhook(dg.ConfigurableResource):
 
     def post(self, text: str, blocks: list[dict[str, Any]]) -> None:
         client = WebhookClient(
-            reveal(self.webhook_url), timeout=self.timeout_seconds,
-            retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=2), RateLimitErrorRetryHandler(max_retry_count=2)],
+            reveal(self.webhook_url),
+            timeout=self.timeout_seconds,
+            retry_handlers=[
+                ConnectionErrorRetryHandler(max_retry_count=2),
+                RateLimitErrorRetryHandler(max_retry_count=2),
+            ],
         )
         response = client.send(text=text, blocks=blocks)
         if response.status_code != 200:

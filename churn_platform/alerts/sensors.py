@@ -19,7 +19,10 @@ def build_failure_alert_sensor(settings: AlertSettings, running: bool) -> dg.Sen
     )
     def run_failure_alert(context: dg.RunFailureSensorContext, slack: SlackWebhook, crm: CRMResource) -> None:
         alert = describe_failure(
-            context.dagster_run, context.get_step_failure_events(), context.failure_event.message or "", ui_url
+            context.dagster_run,
+            context.get_step_failure_events(),
+            context.failure_event.message or "",
+            ui_url,
         )
         context.log.error(f"{alert.title}\n{alert.error}\n{alert.run_url}")
         problems = []

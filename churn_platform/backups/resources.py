@@ -1,6 +1,5 @@
 """The backup location: separate from the platform's storage and written once per object."""
 
-
 import dagster as dg
 from pydantic import Field
 from upath import UPath

@@ -57,8 +57,9 @@ def ensure_dagster_home() -> str:
     return home
 
 
-def run_demo(defs: dg.Definitions, instance: dg.DagsterInstance, plan: DemoPlan, log=print,
-             gate: dict | None = None) -> dict[str, float]:
+def run_demo(
+    defs: dg.Definitions, instance: dg.DagsterInstance, plan: DemoPlan, log=print, gate: dict | None = None
+) -> dict[str, float]:
     """Materialize every asset for the plan's partitions, one single-run backfill per job.
     ``gate`` overrides the promotion gate's thresholds (PromotionGateConfig fields)."""
     steps = [
@@ -70,11 +71,18 @@ def run_demo(defs: dg.Definitions, instance: dg.DagsterInstance, plan: DemoPlan,
     timings = {}
     for job_name, tags, partition_key in steps:
         started = time.perf_counter()
-        what = partition_key or f"{tags['dagster/asset_partition_range_start']}..{tags['dagster/asset_partition_range_end']}"
+        what = (
+            partition_key
+            or f"{tags['dagster/asset_partition_range_start']}..{tags['dagster/asset_partition_range_end']}"
+        )
         log(f"  running {job_name} for {what} ...")
         run_config = promotion_gate_run_config(gate) if gate and job_name == "training_job" else None
         result = defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance, tags=tags, partition_key=partition_key, raise_on_error=True, run_config=run_config
+            instance=instance,
+            tags=tags,
+            partition_key=partition_key,
+            raise_on_error=True,
+            run_config=run_config,
         )
         assert result.success
         timings[job_name] = time.perf_counter() - started
@@ -93,25 +101,38 @@ def summarize(instance: dg.DagsterInstance, defs: dg.Definitions, settings: Plat
         rows = 0
         for mat in latest_by_partition.values():
             meta = mat.metadata
-            rows += int((meta.get("dagster/row_count") or meta.get("rows_total") or dg.MetadataValue.int(0)).value)
+            rows += int(
+                (meta.get("dagster/row_count") or meta.get("rows_total") or dg.MetadataValue.int(0)).value
+            )
         if any("rows_total" in m.metadata for m in latest_by_partition.values()):
             # Range runs record the whole range's total on every partition: count each run once.
-            rows = sum({r.run_id: int(r.asset_materialization.metadata.get("rows_total", dg.MetadataValue.int(0)).value)
-                        for r in records}.values())
+            rows = sum(
+                {
+                    r.run_id: int(
+                        r.asset_materialization.metadata.get("rows_total", dg.MetadataValue.int(0)).value
+                    )
+                    for r in records
+                }.values()
+            )
         lines.append(f"  {key.to_user_string():34s} {len(partitions):4d} partitions  {rows:>10,d} rows")
     model = instance.get_latest_materialization_event(keys.CHURN_MODEL)
     if model is not None:
         meta = model.asset_materialization.metadata
-        lines += ["", f"Churn model (trained as of {model.asset_materialization.partition}), held-out metrics:"]
+        lines += [
+            "",
+            f"Churn model (trained as of {model.asset_materialization.partition}), held-out metrics:",
+        ]
         for name in ("roc_auc", "pr_auc", "brier", "log_loss", "positive_rate"):
             lines.append(f"  {name:14s} {meta[name].value:.4f}")
         lines.append(f"  MLflow version {meta['model_version'].value}, run {meta['mlflow_run_id'].value}")
-        check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-            [keys.PROMOTION_GATE]
-        ).get(keys.PROMOTION_GATE)
+        check = instance.event_log_storage.get_latest_asset_check_execution_by_key([keys.PROMOTION_GATE]).get(
+            keys.PROMOTION_GATE
+        )
         if check is not None and check.event is not None:
             evaluation = check.event.dagster_event.event_specific_data
-            lines.append(f"  promotion gate: {'passed' if evaluation.passed else 'failed'} - {evaluation.description}")
+            lines.append(
+                f"  promotion gate: {'passed' if evaluation.passed else 'failed'} - {evaluation.description}"
+            )
     lines += [
         "",
         "Outputs:",

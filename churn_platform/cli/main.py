@@ -24,8 +24,12 @@ def _generate(days: int, customers: int, seed: int, start_date: str | None) -> d
     resources = build_resources(settings)
     start = dt.date.fromisoformat(start_date or settings.pipeline.start_date)
     data = generate(start, days=days, customers=customers, seed=seed)
-    stats = write_generated(data, resources["landing_zone"], settings.storage.crm_export_path,
-                            resources["landing_zone"].connection)
+    stats = write_generated(
+        data,
+        resources["landing_zone"],
+        settings.storage.crm_export_path,
+        resources["landing_zone"].connection,
+    )
     stats["first_day"], stats["last_day"] = data.start_date.isoformat(), data.end_date.isoformat()
     return stats
 
@@ -62,7 +66,9 @@ def demo(days: int, customers: int, seed: int) -> None:
     settings = load_settings()
     defs = build_definitions(settings)
     started = time.perf_counter()
-    click.echo(f"Generating {days} days for {customers} customers (seed {seed}) into {settings.storage.data_root} ...")
+    click.echo(
+        f"Generating {days} days for {customers} customers (seed {seed}) into {settings.storage.data_root} ..."
+    )
     stats = _generate(days, customers, seed, None)
     click.echo("  " + " ".join(f"{k}={v}" for k, v in stats.items()))
     plan = DemoPlan.for_days(dt.date.fromisoformat(settings.pipeline.start_date), days)
@@ -72,22 +78,47 @@ def demo(days: int, customers: int, seed: int) -> None:
         for line in summarize(instance, defs, settings):
             click.echo(line)
     click.echo("")
-    click.echo("Timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
-               + f"; total {time.perf_counter() - started:.1f}s")
+    click.echo(
+        "Timings: "
+        + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
+        + f"; total {time.perf_counter() - started:.1f}s"
+    )
 
 
 @main.command("crm-simulator")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8765, show_default=True)
-@click.option("--export", "export_path", default=None, help="Ticket export to serve (default: the generated one).")
-@click.option("--oauth-token-env", default="ZENDESK_OAUTH_TOKEN", show_default=True,
-              help="Environment variable holding the bearer token clients must send.")
+@click.option(
+    "--export", "export_path", default=None, help="Ticket export to serve (default: the generated one)."
+)
+@click.option(
+    "--oauth-token-env",
+    default="ZENDESK_OAUTH_TOKEN",
+    show_default=True,
+    help="Environment variable holding the bearer token clients must send.",
+)
 @click.option("--email", default=None, help="Accept API-token auth for this agent email ...")
-@click.option("--api-token-env", default="ZENDESK_API_TOKEN", show_default=True, help="... with the token in this variable.")
-@click.option("--faults", default="", help="e.g. rate_limit=0.1,retry_after_seconds=1,server_error=0.05,slow=0.02,"
-              "slow_seconds=2,malformed=0.05,empty_page=0.1,duplicates=0.2,seed=3")
-def crm_simulator(host: str, port: int, export_path: str | None, oauth_token_env: str, email: str | None,
-                  api_token_env: str, faults: str) -> None:
+@click.option(
+    "--api-token-env",
+    default="ZENDESK_API_TOKEN",
+    show_default=True,
+    help="... with the token in this variable.",
+)
+@click.option(
+    "--faults",
+    default="",
+    help="e.g. rate_limit=0.1,retry_after_seconds=1,server_error=0.05,slow=0.02,"
+    "slow_seconds=2,malformed=0.05,empty_page=0.1,duplicates=0.2,seed=3",
+)
+def crm_simulator(
+    host: str,
+    port: int,
+    export_path: str | None,
+    oauth_token_env: str,
+    email: str | None,
+    api_token_env: str,
+    faults: str,
+) -> None:
     """Serve the Zendesk Support API over the generated tickets (incremental export, list, create)."""
     import os
 
@@ -98,10 +129,19 @@ def crm_simulator(host: str, port: int, export_path: str | None, oauth_token_env
     path = export_path or settings.storage.crm_export_path
     oauth, api_token = os.environ.get(oauth_token_env), os.environ.get(api_token_env)
     if not oauth and not (email and api_token):
-        raise click.UsageError(f"set {oauth_token_env}, or --email and {api_token_env}, for clients to authenticate with")
-    simulator = ZendeskSimulator(read_export(path), oauth_token=oauth, email=email, api_token=api_token,
-                                 faults=FaultConfig.parse(faults), host=host, port=port,
-                                 on_create=lambda tickets: write_export(path, tickets))
+        raise click.UsageError(
+            f"set {oauth_token_env}, or --email and {api_token_env}, for clients to authenticate with"
+        )
+    simulator = ZendeskSimulator(
+        read_export(path),
+        oauth_token=oauth,
+        email=email,
+        api_token=api_token,
+        faults=FaultConfig.parse(faults),
+        host=host,
+        port=port,
+        on_create=lambda tickets: write_export(path, tickets),
+    )
     simulator.start()
     click.echo(f"Zendesk API simulator on {simulator.url} serving {path} (Ctrl-C to stop)")
     try:
@@ -114,12 +154,24 @@ def crm_simulator(host: str, port: int, export_path: str | None, oauth_token_env
 @main.command()
 @click.option("--from", "first", required=True, help="First partition (YYYY-MM-DD).")
 @click.option("--to", "last", required=True, help="Last partition (YYYY-MM-DD), inclusive.")
-@click.option("--group", "groups", multiple=True, default=("raw", "enriched", "features"), show_default=True,
-              help="Asset groups to backfill (daily-partitioned assets only); repeat for several.")
-@click.option("--url", default=None, help="Dagster webserver (default: CHURN_DAGSTER_UI_URL, http://127.0.0.1:3000).")
-@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the backfill has finished.")
+@click.option(
+    "--group",
+    "groups",
+    multiple=True,
+    default=("raw", "enriched", "features"),
+    show_default=True,
+    help="Asset groups to backfill (daily-partitioned assets only); repeat for several.",
+)
+@click.option(
+    "--url", default=None, help="Dagster webserver (default: CHURN_DAGSTER_UI_URL, http://127.0.0.1:3000)."
+)
+@click.option(
+    "--wait/--no-wait", default=True, show_default=True, help="Wait until the backfill has finished."
+)
 @click.option("--timeout", default=3600, show_default=True, help="Seconds to wait.")
-def backfill(first: str, last: str, groups: tuple[str, ...], url: str | None, wait: bool, timeout: int) -> None:
+def backfill(
+    first: str, last: str, groups: tuple[str, ...], url: str | None, wait: bool, timeout: int
+) -> None:
     """Backfill a date range through the running Dagster deployment (as the UI does), honouring the
     assets' backfill policies: a year of single-run assets is one run, not 365."""
     from churn_platform.definitions import build_assets
@@ -136,20 +188,26 @@ def backfill(first: str, last: str, groups: tuple[str, ...], url: str | None, wa
         raise click.BadParameter(
             f"{first}..{last} is not a range of daily partitions ({existing[0]}..{existing[-1]}, oldest first)"
         )
-    partitions = existing[existing.index(first): existing.index(last) + 1]
+    partitions = existing[existing.index(first) : existing.index(last) + 1]
     keys = sorted(
-        (key for asset in build_assets(partitions_defs) if asset.partitions_def == daily_partitions
-         for key, group in asset.group_names_by_key.items() if group in groups),
+        (
+            key
+            for asset in build_assets(partitions_defs)
+            if asset.partitions_def == daily_partitions
+            for key, group in asset.group_names_by_key.items()
+            if group in groups
+        ),
         key=lambda k: k.to_user_string(),
     )
     if not keys:
         raise click.BadParameter(f"no daily-partitioned assets in groups {list(groups)}")
     try:
         backfill_id = launch_backfill(url, keys, first, last)
-        click.echo(f"backfill {backfill_id}: {len(partitions)} partitions of {', '.join(k.to_user_string() for k in keys)}")
+        click.echo(
+            f"backfill {backfill_id}: {len(partitions)} partitions of {', '.join(k.to_user_string() for k in keys)}"
+        )
         click.echo(f"  {url.rstrip('/')}/runs/b/{backfill_id}")
         if wait:
             click.echo(f"  {wait_for_backfill(url, backfill_id, timeout)}")
     except GraphQLError as exc:
         raise click.ClickException(str(exc)) from None
-

@@ -28,7 +28,11 @@ def read_export(path: str, connection: ObjectStoreConnection | None = None) -> l
     return tickets
 
 
-def write_export(path: str, tickets: list[dict[str, Any]], connection: ObjectStoreConnection | None = None) -> str:
+def write_export(
+    path: str, tickets: list[dict[str, Any]], connection: ObjectStoreConnection | None = None
+) -> str:
     target = open_path(path, connection)
-    write_bytes_atomic(target, "".join(json.dumps(t, separators=(",", ":")) + "\n" for t in tickets).encode("utf-8"))
+    write_bytes_atomic(
+        target, "".join(json.dumps(t, separators=(",", ":")) + "\n" for t in tickets).encode("utf-8")
+    )
     return uri_of(target)

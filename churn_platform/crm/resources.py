@@ -53,8 +53,12 @@ class ZendeskCRMResource(CRMResource):
 
     base_url: str = Field(description="e.g. https://acme.zendesk.com")
     email: str | None = Field(default=None, description="Agent email, for API-token auth.")
-    api_token: str | None = Field(default=None, description="API token (dg.EnvVar), sent as {email}/token:{token}.")
-    oauth_token: str | None = Field(default=None, description="OAuth bearer token (dg.EnvVar); preferred if set.")
+    api_token: str | None = Field(
+        default=None, description="API token (dg.EnvVar), sent as {email}/token:{token}."
+    )
+    oauth_token: str | None = Field(
+        default=None, description="OAuth bearer token (dg.EnvVar); preferred if set."
+    )
 
     @contextmanager
     def api(self) -> Iterator[ZendeskAPI]:
@@ -64,7 +68,9 @@ class ZendeskCRMResource(CRMResource):
         elif self.email and self.api_token:
             authorization = basic_auth_header(self.email, reveal(self.api_token))
         else:
-            raise dg.Failure("CRM credentials missing: set ZENDESK_OAUTH_TOKEN, or CHURN_CRM_EMAIL and ZENDESK_API_TOKEN")
+            raise dg.Failure(
+                "CRM credentials missing: set ZENDESK_OAUTH_TOKEN, or CHURN_CRM_EMAIL and ZENDESK_API_TOKEN"
+            )
         with self.client(self.base_url, authorization) as api:
             yield api
 

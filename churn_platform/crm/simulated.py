@@ -15,14 +15,17 @@ from churn_platform.storage.connection import ObjectStoreConnection
 
 
 class SimulatedCRMResource(CRMResource):
-    export_path: str = Field(description="The ticket export the simulator serves (and appends created tickets to).")
+    export_path: str = Field(
+        description="The ticket export the simulator serves (and appends created tickets to)."
+    )
     export_connection: ObjectStoreConnection | None = None
 
     @contextmanager
     def api(self) -> Iterator[ZendeskAPI]:
         token = secrets.token_urlsafe(24)  # a throwaway credential for this in-process simulator
         simulator = ZendeskSimulator(
-            read_export(self.export_path, self.export_connection), oauth_token=token,
+            read_export(self.export_path, self.export_connection),
+            oauth_token=token,
             on_create=lambda tickets: write_export(self.export_path, tickets, self.export_connection),
         )
         with simulator.running(), self.client(simulator.url, f"Bearer {token}") as api:

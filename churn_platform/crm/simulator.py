@@ -151,8 +151,12 @@ class ZendeskSimulator:
         if not self._authorized(request.headers.get("Authorization")):
             return self._send(request, 401, {"error": "Couldn't authenticate you"})
         if self._draw(self.faults.rate_limit, "rate_limit"):
-            return self._send(request, 429, {"error": "TooManyRequests"},
-                              headers={"Retry-After": str(self.faults.retry_after_seconds)})
+            return self._send(
+                request,
+                429,
+                {"error": "TooManyRequests"},
+                headers={"Retry-After": str(self.faults.retry_after_seconds)},
+            )
         if self._draw(self.faults.server_error, "server_error"):
             return self._send(request, self._rng.choice([500, 503]), {"error": "InternalError"})
         if method == "GET" and self._draw(self.faults.slow, "slow"):
@@ -172,8 +176,14 @@ class ZendeskSimulator:
         truncate = method == "GET" and status == 200 and self._draw(self.faults.malformed, "malformed")
         self._send(request, status, body, truncate=truncate)
 
-    def _send(self, request: BaseHTTPRequestHandler, status: int, body: dict[str, Any],
-              headers: dict[str, str] | None = None, truncate: bool = False) -> None:
+    def _send(
+        self,
+        request: BaseHTTPRequestHandler,
+        status: int,
+        body: dict[str, Any],
+        headers: dict[str, str] | None = None,
+        truncate: bool = False,
+    ) -> None:
         payload = json.dumps(body).encode()
         if truncate:
             payload = payload[: max(1, len(payload) // 2)]
@@ -200,21 +210,26 @@ class ZendeskSimulator:
         else:
             start_time, offset = int(query["start_time"]), 0
             if start_time > time.time() - 60:
-                return 400, {"error": "InvalidValue", "description": "start_time must be more than a minute in the past"}
+                return 400, {
+                    "error": "InvalidValue",
+                    "description": "start_time must be more than a minute in the past",
+                }
         per_page = min(int(query.get("per_page", MAX_PAGE_SIZE)), MAX_PAGE_SIZE)
         items = self._sorted_since(start_time)
         if self._draw(self.faults.empty_page, "empty_page") and offset < len(items):
             page, next_offset = [], offset  # an empty page that is not the end
         else:
-            page, next_offset = items[offset: offset + per_page], min(offset + per_page, len(items))
+            page, next_offset = items[offset : offset + per_page], min(offset + per_page, len(items))
             if offset and self._draw(self.faults.duplicates, "duplicates"):
-                page = items[max(0, offset - 3): offset] + page  # repeat the previous page's tail
+                page = items[max(0, offset - 3) : offset] + page  # repeat the previous page's tail
         cursor = _encode(start_time, next_offset)
         end = next_offset >= len(items)
         return 200, {
             "tickets": page,
             "after_cursor": None if end else cursor,
-            "after_url": None if end else f"{self.url}{EXPORT_PATH}?{urlencode({'cursor': cursor, 'per_page': per_page})}",
+            "after_url": None
+            if end
+            else f"{self.url}{EXPORT_PATH}?{urlencode({'cursor': cursor, 'per_page': per_page})}",
             "before_cursor": None,
             "before_url": None,
             "end_of_stream": end,
@@ -230,10 +245,17 @@ class ZendeskSimulator:
         after_cursor = _encode(page[-1]["id"]) if page else None
         return 200, {
             "tickets": page,
-            "meta": {"has_more": has_more, "after_cursor": after_cursor,
-                     "before_cursor": _encode(page[0]["id"]) if page else None},
-            "links": {"next": f"{self.url}{TICKETS_PATH}?{urlencode({'page[size]': size, 'page[after]': after_cursor})}"
-                      if has_more else None, "prev": None},
+            "meta": {
+                "has_more": has_more,
+                "after_cursor": after_cursor,
+                "before_cursor": _encode(page[0]["id"]) if page else None,
+            },
+            "links": {
+                "next": f"{self.url}{TICKETS_PATH}?{urlencode({'page[size]': size, 'page[after]': after_cursor})}"
+                if has_more
+                else None,
+                "prev": None,
+            },
         }
 
     def _create(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -244,11 +266,20 @@ class ZendeskSimulator:
         with self._lock:
             ticket_id = max([t["id"] for t in self.tickets + self.created], default=0) + 1
             ticket = {
-                "id": ticket_id, "url": f"{self.url}/api/v2/tickets/{ticket_id}.json", "subject": subject,
-                "description": comment, "status": "new", "priority": fields.get("priority"),
-                "type": fields.get("type"), "requester_id": fields.get("requester_id"),
-                "tags": fields.get("tags", []), "via": {"channel": "api"}, "custom_fields": [],
-                "satisfaction_rating": None, "created_at": now, "updated_at": now,
+                "id": ticket_id,
+                "url": f"{self.url}/api/v2/tickets/{ticket_id}.json",
+                "subject": subject,
+                "description": comment,
+                "status": "new",
+                "priority": fields.get("priority"),
+                "type": fields.get("type"),
+                "requester_id": fields.get("requester_id"),
+                "tags": fields.get("tags", []),
+                "via": {"channel": "api"},
+                "custom_fields": [],
+                "satisfaction_rating": None,
+                "created_at": now,
+                "updated_at": now,
             }
             self.created.append(ticket)
             snapshot = list(self.tickets) + list(self.created)

@@ -45,14 +45,21 @@ def basic_auth_header(email: str, api_token: str) -> str:
 
 
 class ZendeskAPI:
-    def __init__(self, base_url: str, authorization: str, timeout_seconds: float = 30.0,
-                 retry: RetrySettings = RetrySettings(), page_size: int = MAX_PAGE_SIZE):
+    def __init__(
+        self,
+        base_url: str,
+        authorization: str,
+        timeout_seconds: float = 30.0,
+        retry: RetrySettings = RetrySettings(),
+        page_size: int = MAX_PAGE_SIZE,
+    ):
         self.base_url = base_url.rstrip("/")
         self.retry = retry
         self.page_size = min(page_size, MAX_PAGE_SIZE)
         self._client = httpx.Client(
             headers={"Authorization": authorization, "Accept": "application/json"},
-            timeout=timeout_seconds, follow_redirects=False,
+            timeout=timeout_seconds,
+            follow_redirects=False,
         )
 
     def close(self) -> None:
@@ -69,13 +76,16 @@ class ZendeskAPI:
         exc = state.outcome.exception()
         if isinstance(exc, _Transient) and exc.retry_after is not None:
             return min(exc.retry_after, self.retry.max_retry_after_seconds)
-        return wait_random_exponential(multiplier=self.retry.backoff_base_seconds,
-                                       max=self.retry.backoff_max_seconds)(state)
+        return wait_random_exponential(
+            multiplier=self.retry.backoff_base_seconds, max=self.retry.backoff_max_seconds
+        )(state)
 
     def _request(self, method: str, url: str, validate=None, **kwargs: Any) -> Any:
         retrying = Retrying(
-            retry=retry_if_exception_type(_Transient), stop=stop_after_attempt(self.retry.max_attempts),
-            wait=self._wait, reraise=True,
+            retry=retry_if_exception_type(_Transient),
+            stop=stop_after_attempt(self.retry.max_attempts),
+            wait=self._wait,
+            reraise=True,
         )
         try:
             for attempt in retrying:
@@ -83,7 +93,9 @@ class ZendeskAPI:
                     body = self._once(method, url, **kwargs)
                     return validate(url, body) if validate else body
         except _Transient as exc:
-            raise CRMAPIError(f"{exc.url}: {exc.problem} (gave up after {self.retry.max_attempts} attempts)") from None
+            raise CRMAPIError(
+                f"{exc.url}: {exc.problem} (gave up after {self.retry.max_attempts} attempts)"
+            ) from None
         raise AssertionError("unreachable")
 
     def _once(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
@@ -124,7 +136,9 @@ class ZendeskAPI:
         params: dict[str, Any] | None = {"start_time": start_time, "per_page": self.page_size}
         latest: dict[int, dict[str, Any]] = {}
         for _ in range(max_pages):
-            tickets, end_of_stream, after_url = self._request("GET", url, validate=_validate_export_page, params=params)
+            tickets, end_of_stream, after_url = self._request(
+                "GET", url, validate=_validate_export_page, params=params
+            )
             for ticket in tickets:
                 key = ticket["id"]
                 if key not in latest or str(ticket.get("updated_at")) >= str(latest[key].get("updated_at")):
@@ -134,9 +148,18 @@ class ZendeskAPI:
             url, params = after_url, None  # after_url carries the cursor
         raise CRMAPIError(f"{url}: export did not reach end_of_stream within {max_pages} pages")
 
-    def create_ticket(self, subject: str, body: str, tags: list[str] | None = None, priority: str = "high") -> int:
+    def create_ticket(
+        self, subject: str, body: str, tags: list[str] | None = None, priority: str = "high"
+    ) -> int:
         url = f"{self.base_url}{TICKETS_PATH}"
-        payload = {"ticket": {"subject": subject, "comment": {"body": body}, "tags": tags or [], "priority": priority}}
+        payload = {
+            "ticket": {
+                "subject": subject,
+                "comment": {"body": body},
+                "tags": tags or [],
+                "priority": priority,
+            }
+        }
         response = self._request("POST", url, json=payload)
         try:
             return int(response["ticket"]["id"])

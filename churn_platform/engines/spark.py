@@ -53,9 +53,16 @@ class SparkEngine(FeatureEngine):
 
     @classmethod
     def from_settings(cls, settings: EngineSettings) -> "SparkEngine":
-        return cls(pyspark=LazyPySparkResource(spark_config=spark_config(
-            settings.spark_master, settings.spark_shuffle_partitions, settings.spark_driver_memory,
-            settings.spark_packages)))
+        return cls(
+            pyspark=LazyPySparkResource(
+                spark_config=spark_config(
+                    settings.spark_master,
+                    settings.spark_shuffle_partitions,
+                    settings.spark_driver_memory,
+                    settings.spark_packages,
+                )
+            )
+        )
 
     def query_table(self, sql: str, tables: dict[str, Table]) -> SparkTable:
         # Executed when written; the writer sorts each partition's rows (spark_files.py), so the
@@ -85,7 +92,9 @@ def spark_table(spark: Any, table: Table) -> Any:
     return spark.createDataFrame(table)
 
 
-def spark_config(master: str, shuffle_partitions: int, driver_memory: str, packages: str = "") -> dict[str, str]:
+def spark_config(
+    master: str, shuffle_partitions: int, driver_memory: str, packages: str = ""
+) -> dict[str, str]:
     """Settings that matter on small machines; override any of them in production.
 
     ``packages``: Maven coordinates fetched at session start, e.g. the hadoop-aws connector that

@@ -20,8 +20,7 @@ from churn_platform.storage.files import StorageError, protocol_of, uri_of, writ
 from churn_platform.storage.parquet_files import table_to_parquet
 
 # Hadoop FileSystem scheme Spark uses for each fsspec protocol.
-_SPARK_SCHEMES = {"": "file", **dict.fromkeys(S3_PROTOCOLS, "s3a"),
-                  **dict.fromkeys(GCS_PROTOCOLS, "gs")}
+_SPARK_SCHEMES = {"": "file", **dict.fromkeys(S3_PROTOCOLS, "s3a"), **dict.fromkeys(GCS_PROTOCOLS, "gs")}
 _PARTITION_DIR = "_churn_partition"
 
 
@@ -40,9 +39,11 @@ def hadoop_options(connection: ObjectStoreConnection | None, protocol: str) -> d
     from churn_platform.storage.credentials import reveal
 
     if protocol in S3_PROTOCOLS:
-        options = {"fs.s3a.access.key": reveal(connection.access_key_id),
-                   "fs.s3a.secret.key": reveal(connection.secret_access_key),
-                   "fs.s3a.endpoint.region": connection.region}
+        options = {
+            "fs.s3a.access.key": reveal(connection.access_key_id),
+            "fs.s3a.secret.key": reveal(connection.secret_access_key),
+            "fs.s3a.endpoint.region": connection.region,
+        }
         if connection.endpoint_url:  # MinIO, moto, a private endpoint: path-style addressing
             options |= {"fs.s3a.endpoint": connection.endpoint_url, "fs.s3a.path.style.access": "true"}
         return {k: v for k, v in options.items() if v}
@@ -68,7 +69,9 @@ def spark_can_access(spark: Any, path: UPath, connection: ObjectStoreConnection 
     return True
 
 
-def write_partitions_with_spark(frame: Any, column: str, targets: dict[str, UPath], staging_root: UPath) -> dict[str, UPath]:
+def write_partitions_with_spark(
+    frame: Any, column: str, targets: dict[str, UPath], staging_root: UPath
+) -> dict[str, UPath]:
     """Write a Spark DataFrame as one Parquet file per partition key, by the executors.
 
     Spark writes ``partitionBy`` folders into a staging folder beside the warehouse; every key is
@@ -80,16 +83,24 @@ def write_partitions_with_spark(frame: Any, column: str, targets: dict[str, UPat
 
     staging = staging_root / f"{uuid.uuid4().hex}"
     try:
-        (frame.withColumn(_PARTITION_DIR, F.date_format(F.col(column), "yyyy-MM-dd"))
+        (
+            frame.withColumn(_PARTITION_DIR, F.date_format(F.col(column), "yyyy-MM-dd"))
             .repartition(_PARTITION_DIR)
             # Rows in column order (the key columns come first): the same file from any run or range.
             .sortWithinPartitions(_PARTITION_DIR, *frame.columns)
-            .write.mode("overwrite").partitionBy(_PARTITION_DIR).parquet(spark_uri(staging)))
+            .write.mode("overwrite")
+            .partitionBy(_PARTITION_DIR)
+            .parquet(spark_uri(staging))
+        )
         written = _staged_files(staging)
         unexpected = sorted(set(written) - set(targets))
         if unexpected:
-            raise StorageError(f"column {column!r} holds values outside the partitions being written: {unexpected[:5]}")
-        schema = pq.read_schema(written[next(iter(written))][0].path, filesystem=staging.fs) if written else None
+            raise StorageError(
+                f"column {column!r} holds values outside the partitions being written: {unexpected[:5]}"
+            )
+        schema = (
+            pq.read_schema(written[next(iter(written))][0].path, filesystem=staging.fs) if written else None
+        )
         if schema is None:
             schema = frame.limit(0).toArrow().schema
         for key, target in targets.items():

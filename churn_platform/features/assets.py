@@ -55,9 +55,13 @@ def build_feature_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefini
         kinds={"sql", "parquet"},
     )
     def customer_features(
-        context: dg.AssetExecutionContext, feature_engine: FeatureEngine, customer_daily_activity: ParquetFiles
+        context: dg.AssetExecutionContext,
+        feature_engine: FeatureEngine,
+        customer_daily_activity: ParquetFiles,
     ) -> FeatureTable:
         """Per customer as of the partition date: rolling 7/30-day activity, tickets, recency and trend."""
-        return compute_customer_features(customer_daily_activity, context.partition_keys, feature_engine.query_table)
+        return compute_customer_features(
+            customer_daily_activity, context.partition_keys, feature_engine.query_table
+        )
 
     return [customer_daily_activity, customer_features]

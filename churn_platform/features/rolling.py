@@ -83,7 +83,9 @@ ORDER BY as_of_date, customer_id
 """
 
 
-def compute_customer_features(activity: Table, as_of_dates: Sequence[str], run_sql: SqlRunner = query_pandas) -> Any:
+def compute_customer_features(
+    activity: Table, as_of_dates: Sequence[str], run_sql: SqlRunner = query_pandas
+) -> Any:
     """Rolling features for every customer with activity in the 30 days up to each as-of date.
 
     ``activity`` must hold the daily-activity rows of those 30-day windows. Returns what

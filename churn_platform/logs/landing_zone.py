@@ -61,9 +61,7 @@ def _modified(entry: dict[str, Any]) -> float:
 
 
 def day_folder(base_path: str, date: str, connection: ObjectStoreConnection | None = None) -> UPath:
-    return open_path(base_path, connection).joinpath(
-        LOGS_PREFIX, f"date={validate_partition_key(date)}"
-    )
+    return open_path(base_path, connection).joinpath(LOGS_PREFIX, f"date={validate_partition_key(date)}")
 
 
 class LandingZone(dg.ConfigurableResource):
@@ -85,8 +83,10 @@ class LandingZone(dg.ConfigurableResource):
             # dagster-aws's paginated listing (1,000 keys a page) of just this day's prefix.
             bucket, _, key_prefix = folder.path.partition("/")
             client = (self.connection or ObjectStoreConnection()).s3_client()
-            entries = [{"name": o["Key"], "ETag": o["ETag"], "LastModified": o["LastModified"]}
-                       for o in get_objects(bucket, key_prefix + "/", client=client)]
+            entries = [
+                {"name": o["Key"], "ETag": o["ETag"], "LastModified": o["LastModified"]}
+                for o in get_objects(bucket, key_prefix + "/", client=client)
+            ]
         else:
             fs = folder.fs
             fs.invalidate_cache(folder.path)
@@ -94,7 +94,10 @@ class LandingZone(dg.ConfigurableResource):
                 entries = fs.ls(folder.path, detail=True)
             except FileNotFoundError:
                 entries = []
-        files = [LandedFile(str(e["name"]).rstrip("/").rsplit("/", 1)[-1], _version(e), _modified(e)) for e in entries]
+        files = [
+            LandedFile(str(e["name"]).rstrip("/").rsplit("/", 1)[-1], _version(e), _modified(e))
+            for e in entries
+        ]
         return sorted((f for f in files if is_log_file(f.name)), key=lambda f: f.name)
 
     def folder_uri(self, date: str) -> str:

@@ -31,7 +31,12 @@ class LandingFileError(ValueError):
 
 # DuckDB parses JSON lines in C++ and keeps `properties` as its original JSON text. Everything is
 # read as text and cast with TRY_CAST, so bad values become NULLs that we report by line.
-_JSON_COLUMNS = {"customer_id": "VARCHAR", "event_type": "VARCHAR", "timestamp": "VARCHAR", "properties": "JSON"}
+_JSON_COLUMNS = {
+    "customer_id": "VARCHAR",
+    "event_type": "VARCHAR",
+    "timestamp": "VARCHAR",
+    "properties": "JSON",
+}
 _PARSE_SQL = """
 SELECT
     customer_id AS customer_id_raw,
@@ -68,20 +73,36 @@ def parse_log_file(uri: str, content: bytes, expected_date: str) -> pd.DataFrame
     def fail_at(mask: pd.Series, problem: str) -> None:
         if mask.any():
             row = int(np.argmax(mask.to_numpy()))
-            raise LandingFileError(f"{uri} line {_line_number(content, row)}: {problem(row) if callable(problem) else problem}")
+            raise LandingFileError(
+                f"{uri} line {_line_number(content, row)}: {problem(row) if callable(problem) else problem}"
+            )
 
-    for field, column in (("customer_id", "customer_id_raw"), ("event_type", "event_type"),
-                          ("timestamp", "timestamp_raw"), ("properties", "properties")):
-        fail_at(raw[column].isna(), f"required field {field!r} is missing or null "
-                f"(every line needs {list(REQUIRED_FIELDS)})")
+    for field, column in (
+        ("customer_id", "customer_id_raw"),
+        ("event_type", "event_type"),
+        ("timestamp", "timestamp_raw"),
+        ("properties", "properties"),
+    ):
+        fail_at(
+            raw[column].isna(),
+            f"required field {field!r} is missing or null (every line needs {list(REQUIRED_FIELDS)})",
+        )
     fail_at(raw["properties_type"] != "OBJECT", "'properties' must be a JSON object")
-    fail_at(raw["customer_id"].isna(), lambda r: f"customer_id {raw['customer_id_raw'].iloc[r]!r} is not an integer")
+    fail_at(
+        raw["customer_id"].isna(),
+        lambda r: f"customer_id {raw['customer_id_raw'].iloc[r]!r} is not an integer",
+    )
     timestamps = pd.to_datetime(raw["timestamp_raw"], utc=True, errors="coerce", format="ISO8601")
     fail_at(timestamps.isna(), lambda r: f"timestamp {raw['timestamp_raw'].iloc[r]!r} is not ISO 8601")
     day_start = pd.Timestamp(expected_date, tz="UTC")
     off_day = (timestamps < day_start) | (timestamps >= day_start + pd.Timedelta(days=1))
-    fail_at(off_day, lambda r: f"timestamp {raw['timestamp_raw'].iloc[r]} is not on {expected_date} (UTC); "
-            "files must land in the folder of the day their events happened")
+    fail_at(
+        off_day,
+        lambda r: (
+            f"timestamp {raw['timestamp_raw'].iloc[r]} is not on {expected_date} (UTC); "
+            "files must land in the folder of the day their events happened"
+        ),
+    )
 
     frame = pd.DataFrame(
         {
@@ -118,7 +139,9 @@ def combine_logs(frames: list[pd.DataFrame]) -> pd.DataFrame:
     if not frames:
         return empty_logs()
     logs = pd.concat(frames, ignore_index=True)
-    return logs.sort_values(["timestamp", "customer_id", "event_type", "properties"], kind="stable").reset_index(drop=True)
+    return logs.sort_values(
+        ["timestamp", "customer_id", "event_type", "properties"], kind="stable"
+    ).reset_index(drop=True)
 
 
 def _first_bad_line(text: str) -> str | None:

@@ -36,13 +36,20 @@ class LandingChanges:
     settling: dict[str, float] = field(default_factory=dict)  # date -> seconds until its files are quiet
 
 
-def days_to_watch(daily: dg.TimeWindowPartitionsDefinition, now: dt.datetime, lookback_days: int) -> list[str]:
+def days_to_watch(
+    daily: dg.TimeWindowPartitionsDefinition, now: dt.datetime, lookback_days: int
+) -> list[str]:
     """The closed daily partitions of the last ``lookback_days`` days (a day's partition exists once it ends)."""
     return list(daily.get_partition_keys(current_time=now)[-lookback_days:])
 
 
-def detect_changes(landing_zone: LandingZone, days: Sequence[str], cursor: dict[str, str],
-                   now: float | None = None, quiet_seconds: float = 0) -> LandingChanges:
+def detect_changes(
+    landing_zone: LandingZone,
+    days: Sequence[str],
+    cursor: dict[str, str],
+    now: float | None = None,
+    quiet_seconds: float = 0,
+) -> LandingChanges:
     """Compare each day's fingerprint with the cursor's. Days without files are left out. A day
     whose newest file is younger than ``quiet_seconds`` is still arriving: it keeps its old cursor
     entry and is looked at again next tick, so a burst of files makes one run, not one per tick."""
@@ -76,7 +83,9 @@ def already_materialized(instance: dg.DagsterInstance, day: str, day_fingerprint
     return entry is not None and entry.value.get(day) == day_fingerprint
 
 
-def build_landing_sensor(settings: AutomationSettings, daily: dg.TimeWindowPartitionsDefinition) -> dg.SensorDefinition:
+def build_landing_sensor(
+    settings: AutomationSettings, daily: dg.TimeWindowPartitionsDefinition
+) -> dg.SensorDefinition:
     lookback_days, quiet_seconds = settings.landing_lookback_days, settings.landing_quiet_seconds
 
     @dg.sensor(
@@ -90,7 +99,9 @@ def build_landing_sensor(settings: AutomationSettings, daily: dg.TimeWindowParti
             "one run per day and state of its files."
         ),
     )
-    def interaction_logs_landing_sensor(context: dg.SensorEvaluationContext, landing_zone: LandingZone) -> dg.SensorResult:
+    def interaction_logs_landing_sensor(
+        context: dg.SensorEvaluationContext, landing_zone: LandingZone
+    ) -> dg.SensorResult:
         cursor = json.loads(context.cursor) if context.cursor else {}
         days = days_to_watch(daily, dt.datetime.now(dt.UTC), lookback_days)
         changes = detect_changes(landing_zone, days, cursor, quiet_seconds=quiet_seconds)
@@ -102,12 +113,16 @@ def build_landing_sensor(settings: AutomationSettings, daily: dg.TimeWindowParti
             changes = detect_changes(landing_zone, days, cursor, quiet_seconds=quiet_seconds)
         requests = [
             dg.RunRequest(
-                run_key=f"{day}:{day_fingerprint[:16]}", partition_key=day, asset_selection=[INTERACTION_LOGS],
+                run_key=f"{day}:{day_fingerprint[:16]}",
+                partition_key=day,
+                asset_selection=[INTERACTION_LOGS],
             )
             for day, day_fingerprint in sorted(changes.changed.items())
             if not already_materialized(context.instance, day, day_fingerprint)
         ]
         skip = None if requests else dg.SkipReason(f"no new or changed files for {days[0]}..{days[-1]}")
-        return dg.SensorResult(run_requests=requests, cursor=json.dumps(changes.cursor, sort_keys=True), skip_reason=skip)
+        return dg.SensorResult(
+            run_requests=requests, cursor=json.dumps(changes.cursor, sort_keys=True), skip_reason=skip
+        )
 
     return interaction_logs_landing_sensor

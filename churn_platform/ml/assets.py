@@ -57,10 +57,14 @@ def build_ml_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefinition]
         automation_condition=partitions.on_upstream_change(),
     )
     def churn_labels(
-        context: dg.AssetExecutionContext, feature_engine: FeatureEngine, customer_daily_activity: ParquetFiles
+        context: dg.AssetExecutionContext,
+        feature_engine: FeatureEngine,
+        customer_daily_activity: ParquetFiles,
     ) -> pd.DataFrame:
         """Whether each customer cancelled in the 30 days after the as-of date."""
-        labels = compute_churn_labels(customer_daily_activity, context.partition_keys, feature_engine.query_pandas)
+        labels = compute_churn_labels(
+            customer_daily_activity, context.partition_keys, feature_engine.query_pandas
+        )
         context.add_output_metadata({"churned": int(labels["churned"].sum())})
         return labels
 
@@ -69,7 +73,9 @@ def build_ml_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefinition]
         group_name="ml",
         partitions_def=partitions.labelled,
         ins={
-            "customer_features": dg.AssetIn(key=keys.CUSTOMER_FEATURES, partition_mapping=partitions.training_window()),
+            "customer_features": dg.AssetIn(
+                key=keys.CUSTOMER_FEATURES, partition_mapping=partitions.training_window()
+            ),
             "churn_labels": dg.AssetIn(key=keys.CHURN_LABELS, partition_mapping=partitions.training_window()),
         },
         kinds={"pandas", "parquet"},
@@ -82,10 +88,15 @@ def build_ml_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefinition]
     ) -> pd.DataFrame:
         """Features joined to labels for as-of dates in the training window ending at the partition
         (CHURN_TRAINING_WINDOW_DAYS long, one snapshot every `sample_every_days`)."""
-        as_of_dates = training_as_of_dates(context.partition_key, training_window_days, config.sample_every_days)
+        as_of_dates = training_as_of_dates(
+            context.partition_key, training_window_days, config.sample_every_days
+        )
         table = build_training_set(customer_features, churn_labels, as_of_dates)
-        lineage = [f for f in source_files(customer_features) + source_files(churn_labels)
-                   if f["partition"] in as_of_dates]
+        lineage = [
+            f
+            for f in source_files(customer_features) + source_files(churn_labels)
+            if f["partition"] in as_of_dates
+        ]
         context.add_output_metadata(
             {
                 "as_of_dates": to_json_metadata(as_of_dates),
@@ -105,38 +116,51 @@ def build_ml_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefinition]
         kinds={"scikitlearn", "mlflow"},
     )
     def churn_model(
-        context: dg.AssetExecutionContext, config: ChurnModelConfig, training_set: pd.DataFrame,
+        context: dg.AssetExecutionContext,
+        config: ChurnModelConfig,
+        training_set: pd.DataFrame,
         mlflow_tracking: MLflowTracking,
     ) -> ChurnModel:
         """A scikit-learn pipeline trained on the training set, tracked in MLflow and registered as a
         new version of the `churn_model` registered model. Promotion is the gate check's decision."""
         model = train_churn_model(training_set, seed=config.seed)
         holdout = model.holdout
-        metrics = {**model.metrics, **threshold_metrics(holdout.labels, holdout.probabilities, config.decision_threshold)}
+        metrics = {
+            **model.metrics,
+            **threshold_metrics(holdout.labels, holdout.probabilities, config.decision_threshold),
+        }
         lineage = training_lineage(context.partition_key, training_set, source_files(training_set))
         record = mlflow_tracking.log_training(
-            model.pipeline, holdout.features,
-            params={"seed": config.seed, "decision_threshold": config.decision_threshold,
-                    "training_cutoff": context.partition_key, "features": ",".join(model.feature_columns),
-                    **{f"model.{k}": v for k, v in model.pipeline.named_steps["model"].get_params().items()}},
+            model.pipeline,
+            holdout.features,
+            params={
+                "seed": config.seed,
+                "decision_threshold": config.decision_threshold,
+                "training_cutoff": context.partition_key,
+                "features": ",".join(model.feature_columns),
+                **{f"model.{k}": v for k, v in model.pipeline.named_steps["model"].get_params().items()},
+            },
             metrics=metrics,
             tags={"dagster.run_id": context.run.run_id, "dagster.partition": context.partition_key},
             lineage=lineage,
-            figures=evaluation_figures(holdout.labels, holdout.probabilities, model.pipeline, holdout.features,
-                                       config.seed),
+            figures=evaluation_figures(
+                holdout.labels, holdout.probabilities, model.pipeline, holdout.features, config.seed
+            ),
             run_name=f"churn_model {context.partition_key}",
         )
         gate = gate_inputs(record.version, metrics, holdout, mlflow_tracking)
         model.trained_on = {**lineage, "mlflow": {"run_id": record.run_id, "version": record.version}}
         metadata: dict = {name: dg.MetadataValue.float(value) for name, value in metrics.items()}
-        metadata.update({
-            "mlflow_run_id": record.run_id,
-            "model_version": record.version,
-            "champion_version": gate["champion"]["version"] if gate["champion"] else "none",
-            "gate_inputs": to_json_metadata(gate),
-            "features": to_json_metadata(model.feature_columns),
-            "training_set": to_json_metadata(source_files(training_set)),
-        })
+        metadata.update(
+            {
+                "mlflow_run_id": record.run_id,
+                "model_version": record.version,
+                "champion_version": gate["champion"]["version"] if gate["champion"] else "none",
+                "gate_inputs": to_json_metadata(gate),
+                "features": to_json_metadata(model.feature_columns),
+                "training_set": to_json_metadata(source_files(training_set)),
+            }
+        )
         if record.run_url:
             metadata["mlflow_run"] = dg.MetadataValue.url(record.run_url)
         context.add_output_metadata(metadata)
@@ -163,7 +187,9 @@ def build_ml_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefinition]
             pipeline, version = mlflow_tracking.load_champion()
         except NoChampionError as exc:
             raise dg.Failure(str(exc), allow_retries=False) from None
-        scores = score_customers(lambda frame: predict_with(pipeline, frame), customer_features, model_version=version)
+        scores = score_customers(
+            lambda frame: predict_with(pipeline, frame), customer_features, model_version=version
+        )
         context.add_output_metadata(
             {"model_version": version, "model_uri": f"models:/{mlflow_tracking.model_name}/{version}"}
         )
@@ -177,24 +203,33 @@ def build_ml_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefinition]
         ins={
             "customer_features": dg.AssetIn(key=keys.CUSTOMER_FEATURES),
             # The newest training set materialized (whatever its as-of date), loaded by the IO manager.
-            "training_set": dg.AssetIn(key=keys.TRAINING_SET, partition_mapping=dg.LastPartitionMapping(),
-                                       metadata=LATEST_MATERIALIZED),
+            "training_set": dg.AssetIn(
+                key=keys.TRAINING_SET,
+                partition_mapping=dg.LastPartitionMapping(),
+                metadata=LATEST_MATERIALIZED,
+            ),
         },
         metadata={"partition_column": "as_of_date"},
         automation_condition=partitions.on_upstream_change(ignore=[keys.TRAINING_SET]),
         kinds={"pandas", "parquet"},
     )
     def feature_drift(
-        context: dg.AssetExecutionContext, config: FeatureDriftConfig, customer_features: pd.DataFrame,
+        context: dg.AssetExecutionContext,
+        config: FeatureDriftConfig,
+        customer_features: pd.DataFrame,
         training_set: pd.DataFrame,
     ) -> pd.DataFrame:
         """Population stability index of each feature of the day's active customers against the most
         recent training set; `drifted` marks features above the threshold (checked by `drift_below_threshold`)."""
         drift = drift_by_day(training_set, customer_features, config.psi_threshold)
         [reference] = source_files(training_set)
-        context.add_output_metadata({"reference": dg.MetadataValue.path(reference["uri"]),
-                                     "psi_threshold": config.psi_threshold,
-                                     "max_psi": float(drift["psi"].max()) if len(drift) else 0.0})
+        context.add_output_metadata(
+            {
+                "reference": dg.MetadataValue.path(reference["uri"]),
+                "psi_threshold": config.psi_threshold,
+                "max_psi": float(drift["psi"].max()) if len(drift) else 0.0,
+            }
+        )
         return drift
 
     return [churn_labels, training_set, churn_model, churn_scores, feature_drift]

@@ -28,8 +28,11 @@ def churn_model_promotion_gate(
     inputs = entry.asset_materialization.metadata["gate_inputs"].value
     thresholds = GateThresholds(config.min_roc_auc, config.min_pr_auc_lift, config.max_auc_drop_vs_champion)
     decision = decide_promotion(inputs, thresholds, mlflow_tracking)
-    metadata = {"model_version": decision.version, "roc_auc": inputs["candidate"]["roc_auc"],
-                "reasons": to_json_metadata(decision.reasons)}
+    metadata = {
+        "model_version": decision.version,
+        "roc_auc": inputs["candidate"]["roc_auc"],
+        "reasons": to_json_metadata(decision.reasons),
+    }
     if decision.champion_roc_auc is not None:
         metadata["champion_roc_auc_same_holdout"] = decision.champion_roc_auc
     return dg.AssetCheckResult(passed=decision.passed, description=decision.description, metadata=metadata)
@@ -42,8 +45,10 @@ def drift_below_threshold(context: dg.AssetCheckExecutionContext) -> dg.AssetChe
     meta = latest_materialization(context.instance, keys.FEATURE_DRIFT).asset_materialization.metadata
     max_psi, threshold = float(meta["max_psi"].value), float(meta["psi_threshold"].value)
     return dg.AssetCheckResult(
-        passed=max_psi <= threshold, severity=dg.AssetCheckSeverity.WARN,
-        description=f"largest PSI {max_psi:.3f} (threshold {threshold})", metadata={"max_psi": max_psi},
+        passed=max_psi <= threshold,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"largest PSI {max_psi:.3f} (threshold {threshold})",
+        metadata={"max_psi": max_psi},
     )
 
 

@@ -25,8 +25,9 @@ ORDER BY as_of_date, customer_id
 """
 
 
-def compute_churn_labels(future_activity: Table, as_of_dates: Sequence[str],
-                         run_sql: SqlRunner = query_pandas) -> pd.DataFrame:
+def compute_churn_labels(
+    future_activity: Table, as_of_dates: Sequence[str], run_sql: SqlRunner = query_pandas
+) -> pd.DataFrame:
     """One row per customer seen in the 30 days after each as-of date.
 
     A customer active at the as-of date who is absent here did nothing at all afterwards and did

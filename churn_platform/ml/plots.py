@@ -14,8 +14,9 @@ from sklearn.inspection import permutation_importance
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 
-def evaluation_figures(y: np.ndarray, p: np.ndarray, pipeline, features: pd.DataFrame, seed: int,
-                       importance_rows: int = 3000) -> dict[str, plt.Figure]:
+def evaluation_figures(
+    y: np.ndarray, p: np.ndarray, pipeline, features: pd.DataFrame, seed: int, importance_rows: int = 3000
+) -> dict[str, plt.Figure]:
     figures = {}
     fpr, tpr, _ = roc_curve(y, p)
     fig, ax = plt.subplots(figsize=(5, 4))
@@ -39,8 +40,9 @@ def evaluation_figures(y: np.ndarray, p: np.ndarray, pipeline, features: pd.Data
     sample = min(importance_rows, len(features))
     rng = np.random.default_rng(seed)
     idx = rng.choice(len(features), size=sample, replace=False)
-    result = permutation_importance(pipeline, features.iloc[idx], y[idx], scoring="roc_auc", n_repeats=3,
-                                    random_state=seed)
+    result = permutation_importance(
+        pipeline, features.iloc[idx], y[idx], scoring="roc_auc", n_repeats=3, random_state=seed
+    )
     order = np.argsort(result.importances_mean)
     fig, ax = plt.subplots(figsize=(6, max(3, 0.25 * len(order))))
     ax.barh(np.array(features.columns)[order], result.importances_mean[order])

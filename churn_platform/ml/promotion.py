@@ -31,8 +31,12 @@ def prediction_health(probabilities: np.ndarray) -> dict[str, float]:
     }
 
 
-def evaluate_gate(candidate: dict[str, float], health: dict[str, float], champion: dict[str, Any] | None,
-                  thresholds: GateThresholds) -> tuple[bool, list[str]]:
+def evaluate_gate(
+    candidate: dict[str, float],
+    health: dict[str, float],
+    champion: dict[str, Any] | None,
+    thresholds: GateThresholds,
+) -> tuple[bool, list[str]]:
     """(passed, reasons it failed). ``champion`` holds the champion's metrics on the candidate's
     hold-out (same evaluation data) and its version, or is None when there is no champion yet."""
     reasons = []
@@ -41,12 +45,16 @@ def evaluate_gate(candidate: dict[str, float], health: dict[str, float], champio
     if not (health["min"] >= 0.0 and health["max"] <= 1.0):
         reasons.append(f"probabilities outside [0, 1] (min {health['min']:.3f}, max {health['max']:.3f})")
     if health["std"] < thresholds.min_probability_std:
-        reasons.append(f"score distribution collapsed (std {health['std']:.2e} < {thresholds.min_probability_std:.0e})")
+        reasons.append(
+            f"score distribution collapsed (std {health['std']:.2e} < {thresholds.min_probability_std:.0e})"
+        )
     if candidate["roc_auc"] < thresholds.min_roc_auc:
         reasons.append(f"ROC AUC {candidate['roc_auc']:.3f} is below the floor {thresholds.min_roc_auc:.2f}")
     floor = thresholds.min_pr_auc_lift * candidate["positive_rate"]
     if candidate["pr_auc"] < floor:
-        reasons.append(f"PR AUC {candidate['pr_auc']:.3f} is below {thresholds.min_pr_auc_lift}x the churn rate ({floor:.3f})")
+        reasons.append(
+            f"PR AUC {candidate['pr_auc']:.3f} is below {thresholds.min_pr_auc_lift}x the churn rate ({floor:.3f})"
+        )
     if champion is not None:
         drop = champion["roc_auc"] - candidate["roc_auc"]
         if drop > thresholds.max_auc_drop_vs_champion:
@@ -70,8 +78,12 @@ def champion_on_holdout(tracking, holdout: Holdout) -> dict[str, Any] | None:
 def gate_inputs(version: str, candidate: dict[str, float], holdout: Holdout, tracking) -> dict[str, Any]:
     """What the gate decides on, assembled where the hold-out is at hand (the training step) and
     recorded in the model's metadata for the gate check."""
-    return {"version": version, "candidate": candidate, "health": prediction_health(holdout.probabilities),
-            "champion": champion_on_holdout(tracking, holdout)}
+    return {
+        "version": version,
+        "candidate": candidate,
+        "health": prediction_health(holdout.probabilities),
+        "champion": champion_on_holdout(tracking, holdout),
+    }
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,9 @@ def predict_with(pipeline, frame: pd.DataFrame) -> np.ndarray:
     return pipeline.predict_proba(frame[columns])[:, 1]
 
 
-def score_customers(predict: Callable[[pd.DataFrame], np.ndarray], features: pd.DataFrame,
-                    model_version: str) -> pd.DataFrame:
+def score_customers(
+    predict: Callable[[pd.DataFrame], np.ndarray], features: pd.DataFrame, model_version: str
+) -> pd.DataFrame:
     active = features[features["is_active"]].reset_index(drop=True)
     scores = pd.DataFrame(
         {

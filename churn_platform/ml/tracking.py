@@ -49,15 +49,19 @@ class MLflowTracking(dg.ConfigurableResource):
 
     tracking_uri: str = Field(description="sqlite:///path/mlflow.db locally; http(s)://server in production.")
     registry_uri: str | None = Field(default=None, description="Defaults to the tracking URI.")
-    artifact_location: str | None = Field(default=None, description="Experiment artifacts (path, s3://, gs://).")
+    artifact_location: str | None = Field(
+        default=None, description="Experiment artifacts (path, s3://, gs://)."
+    )
     experiment_name: str = "churn_platform"
     model_name: str = "churn_model"
     ui_url: str | None = Field(default=None, description="Base URL of the MLflow UI, for links in metadata.")
 
     def client(self) -> MlflowClient:
         if self.tracking_uri.startswith("sqlite:///"):
-            os.makedirs(os.path.dirname(self.tracking_uri[len("sqlite:///"):]) or ".", exist_ok=True)
-        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri or self.tracking_uri)
+            os.makedirs(os.path.dirname(self.tracking_uri[len("sqlite:///") :]) or ".", exist_ok=True)
+        return MlflowClient(
+            tracking_uri=self.tracking_uri, registry_uri=self.registry_uri or self.tracking_uri
+        )
 
     def experiment_id(self, client: MlflowClient) -> str:
         experiment = client.get_experiment_by_name(self.experiment_name)
@@ -66,11 +70,21 @@ class MLflowTracking(dg.ConfigurableResource):
         return client.create_experiment(self.experiment_name, artifact_location=self.artifact_location)
 
     def run_url(self, experiment_id: str, run_id: str) -> str | None:
-        return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}" if self.ui_url else None
+        return (
+            f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}" if self.ui_url else None
+        )
 
-    def log_training(self, pipeline, features_example: pd.DataFrame, params: dict[str, Any],
-                     metrics: dict[str, float], tags: dict[str, str], lineage: dict[str, Any],
-                     figures: dict[str, plt.Figure], run_name: str) -> TrainingRecord:
+    def log_training(
+        self,
+        pipeline,
+        features_example: pd.DataFrame,
+        params: dict[str, Any],
+        metrics: dict[str, float],
+        tags: dict[str, str],
+        lineage: dict[str, Any],
+        figures: dict[str, plt.Figure],
+        run_name: str,
+    ) -> TrainingRecord:
         """One run: params, metrics and tags in one batch, plots and lineage as artifacts, the
         pipeline as an MLflow model with signature and input example, registered as a new version."""
         client = self.client()
@@ -95,15 +109,24 @@ class MLflowTracking(dg.ConfigurableResource):
             mlflow.set_registry_uri(self.registry_uri or self.tracking_uri)
             with mlflow.start_run(run_id=run_id):
                 info = mlflow.sklearn.log_model(
-                    pipeline, name="model", signature=signature, input_example=example,
-                    registered_model_name=self.model_name, skops_trusted_types=SKOPS_TRUSTED_TYPES,
-                    pip_requirements=[f"{p}=={package_version(p)}" for p in ("scikit-learn", "pandas", "numpy")],
+                    pipeline,
+                    name="model",
+                    signature=signature,
+                    input_example=example,
+                    registered_model_name=self.model_name,
+                    skops_trusted_types=SKOPS_TRUSTED_TYPES,
+                    pip_requirements=[
+                        f"{p}=={package_version(p)}" for p in ("scikit-learn", "pandas", "numpy")
+                    ],
                 )
         except BaseException:
             client.set_terminated(run_id, status="FAILED")
             raise
-        return TrainingRecord(run_id=run_id, version=str(info.registered_model_version),
-                              run_url=self.run_url(experiment_id, run_id))
+        return TrainingRecord(
+            run_id=run_id,
+            version=str(info.registered_model_version),
+            run_url=self.run_url(experiment_id, run_id),
+        )
 
     # -- registry ---------------------------------------------------------------------------------------
     def champion_version(self) -> str | None:
@@ -136,5 +159,3 @@ class MLflowTracking(dg.ConfigurableResource):
         client = self.client()
         client.set_model_version_tag(self.model_name, version, "promotion", "rejected")
         client.set_model_version_tag(self.model_name, version, "promotion_reason", json.dumps(reasons)[:5000])
-
-

@@ -37,7 +37,9 @@ def training_as_of_dates(cutoff: str, window_days: int, step_days: int) -> list[
     return sorted((end - dt.timedelta(days=o)).isoformat() for o in offsets)
 
 
-def build_training_set(features: pd.DataFrame, labels: pd.DataFrame, as_of_dates: Sequence[str]) -> pd.DataFrame:
+def build_training_set(
+    features: pd.DataFrame, labels: pd.DataFrame, as_of_dates: Sequence[str]
+) -> pd.DataFrame:
     """Active customers' features at each as-of date, joined to whether they churned afterwards."""
     wanted = set(pd.to_datetime(list(as_of_dates)).date)
     active = features[features[AS_OF_COLUMN].isin(wanted) & features["is_active"]]
@@ -109,13 +111,21 @@ def make_pipeline(numeric: list[str], categorical: list[str], seed: int) -> Pipe
     )
     preprocess = ColumnTransformer(
         [
-            ("numeric", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True), numeric),
+            (
+                "numeric",
+                SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+                numeric,
+            ),
             ("categorical", categorical_pipeline, categorical),
         ]
     )
     model = HistGradientBoostingClassifier(
-        max_iter=200, learning_rate=0.06, max_leaf_nodes=15, l2_regularization=1.0,
-        early_stopping=False, random_state=seed,
+        max_iter=200,
+        learning_rate=0.06,
+        max_leaf_nodes=15,
+        l2_regularization=1.0,
+        early_stopping=False,
+        random_state=seed,
     )
     return Pipeline([("preprocess", preprocess), ("model", model)])
 
@@ -136,15 +146,24 @@ def threshold_metrics(y_true: np.ndarray, probability: np.ndarray, threshold: fl
     precision = true_positive / max(float(predicted.sum()), 1.0)
     recall = true_positive / max(float(y_true.sum()), 1.0)
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision_at_threshold": precision, "recall_at_threshold": recall, "f1_at_threshold": f1,
-            "flagged_rate_at_threshold": float(predicted.mean())}
+    return {
+        "precision_at_threshold": precision,
+        "recall_at_threshold": recall,
+        "f1_at_threshold": f1,
+        "flagged_rate_at_threshold": float(predicted.mean()),
+    }
 
 
 def training_lineage(cutoff: str, table: pd.DataFrame, files: list[dict[str, Any]]) -> dict[str, Any]:
     """What a model was trained on: dates, partitions, row counts and the files with their hashes."""
     dates = sorted({str(d) for d in table[AS_OF_COLUMN].unique()}) if AS_OF_COLUMN in table else []
-    return {"training_cutoff": cutoff, "as_of_dates": dates, "rows": int(len(table)),
-            "churned_rows": int(table[LABEL_COLUMN].sum()) if LABEL_COLUMN in table else None, "files": files}
+    return {
+        "training_cutoff": cutoff,
+        "as_of_dates": dates,
+        "rows": int(len(table)),
+        "churned_rows": int(table[LABEL_COLUMN].sum()) if LABEL_COLUMN in table else None,
+        "files": files,
+    }
 
 
 def train_churn_model(
@@ -186,8 +205,13 @@ def train_churn_model(
     metrics = evaluate(y[test_idx], holdout_probabilities)
     metrics.update({"train_rows": float(len(train_idx)), "test_rows": float(len(test_idx))})
     return ChurnModel(
-        pipeline=pipeline, feature_columns=features, numeric_columns=numeric,
-        categorical_columns=categorical, metrics=metrics, id_column=id_column,
-        label_column=label_column, seed=seed,
+        pipeline=pipeline,
+        feature_columns=features,
+        numeric_columns=numeric,
+        categorical_columns=categorical,
+        metrics=metrics,
+        id_column=id_column,
+        label_column=label_column,
+        seed=seed,
         holdout=Holdout(X.iloc[test_idx].reset_index(drop=True), y[test_idx], holdout_probabilities),
     )

@@ -37,11 +37,15 @@ def on_upstream_change(lookback: dt.timedelta, ignore: Sequence[dg.AssetKey] = (
     ).with_label("on upstream change")
 
 
-def build_automation_sensor(minimum_interval_seconds: int, running: bool) -> dg.AutomationConditionSensorDefinition:
+def build_automation_sensor(
+    minimum_interval_seconds: int, running: bool
+) -> dg.AutomationConditionSensorDefinition:
     """Evaluates every asset's automation condition; replaces Dagster's default sensor so that the
     interval and the default status come from configuration."""
     return dg.AutomationConditionSensorDefinition(
-        "churn_automation", target=dg.AssetSelection.all(), minimum_interval_seconds=minimum_interval_seconds,
+        "churn_automation",
+        target=dg.AssetSelection.all(),
+        minimum_interval_seconds=minimum_interval_seconds,
         default_status=default_status(running),
         description="Brings derived partitions up to date when the partitions they read change.",
     )

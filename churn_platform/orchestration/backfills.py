@@ -42,13 +42,22 @@ def launch_backfill(url: str, asset_keys: Sequence[dg.AssetKey], first: str, las
     Exactly that range of each asset: given partition names and an asset selection instead, Dagster
     would extend the backfill to every downstream partition that reads the range, e.g. 29 more days
     of rolling features, whose windows then reach days after the range that may not exist yet."""
-    result = graphql(url, LAUNCH_BACKFILL, {"params": {
-        "fromFailure": False,
-        "partitionsByAssets": [
-            {"assetKey": {"path": list(key.path)}, "partitions": {"range": {"start": first, "end": last}}}
-            for key in asset_keys
-        ],
-    }})["launchPartitionBackfill"]
+    result = graphql(
+        url,
+        LAUNCH_BACKFILL,
+        {
+            "params": {
+                "fromFailure": False,
+                "partitionsByAssets": [
+                    {
+                        "assetKey": {"path": list(key.path)},
+                        "partitions": {"range": {"start": first, "end": last}},
+                    }
+                    for key in asset_keys
+                ],
+            }
+        },
+    )["launchPartitionBackfill"]
     if result["__typename"] != "LaunchBackfillSuccess":
         raise BackfillError(f"backfill not launched: {result.get('message', result['__typename'])}")
     return result["backfillId"]
@@ -71,4 +80,6 @@ def wait_for_backfill(url: str, backfill_id: str, timeout_seconds: float, poll_s
                 raise BackfillError(f"backfill {backfill_id} ended {status}: see {url}/runs/b/{backfill_id}")
             return status
         time.sleep(poll_seconds)
-    raise BackfillError(f"backfill {backfill_id} still running after {timeout_seconds:.0f}s: see {url}/runs/b/{backfill_id}")
+    raise BackfillError(
+        f"backfill {backfill_id} still running after {timeout_seconds:.0f}s: see {url}/runs/b/{backfill_id}"
+    )

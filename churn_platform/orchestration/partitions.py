@@ -29,8 +29,9 @@ class PlatformPartitions:
 
     def feature_window(self) -> dg.TimeWindowPartitionMapping:
         """The FEATURE_WINDOW_DAYS daily partitions up to and including the as-of date (fewer near the start)."""
-        return dg.TimeWindowPartitionMapping(start_offset=-(FEATURE_WINDOW_DAYS - 1),
-                                             allow_nonexistent_upstream_partitions=True)
+        return dg.TimeWindowPartitionMapping(
+            start_offset=-(FEATURE_WINDOW_DAYS - 1), allow_nonexistent_upstream_partitions=True
+        )
 
     def label_window(self) -> dg.TimeWindowPartitionMapping:
         """The LABEL_HORIZON_DAYS days after the as-of date; all of them must be materialized."""
@@ -38,8 +39,9 @@ class PlatformPartitions:
 
     def training_window(self) -> dg.TimeWindowPartitionMapping:
         """The as-of dates of the training window ending at the partition."""
-        return dg.TimeWindowPartitionMapping(start_offset=-(self.training_window_days - 1),
-                                             allow_nonexistent_upstream_partitions=True)
+        return dg.TimeWindowPartitionMapping(
+            start_offset=-(self.training_window_days - 1), allow_nonexistent_upstream_partitions=True
+        )
 
     def on_upstream_change(self, ignore: Sequence[dg.AssetKey] = ()) -> dg.AutomationCondition:
         return on_upstream_change(dt.timedelta(days=self.lookback_days + 1), ignore)
@@ -51,7 +53,9 @@ def build_partitions(settings: PlatformSettings) -> PlatformPartitions:
         daily=dg.DailyPartitionsDefinition(start_date=start, timezone="UTC"),
         # As-of dates whose outcome window has fully elapsed: the last one ends LABEL_HORIZON_DAYS
         # before the last daily partition.
-        labelled=dg.DailyPartitionsDefinition(start_date=start, timezone="UTC", end_offset=-LABEL_HORIZON_DAYS),
+        labelled=dg.DailyPartitionsDefinition(
+            start_date=start, timezone="UTC", end_offset=-LABEL_HORIZON_DAYS
+        ),
         training_window_days=settings.pipeline.training_window_days,
         lookback_days=settings.automation.landing_lookback_days,
     )

@@ -19,6 +19,15 @@ from churn_platform.settings.platform import PlatformSettings, load_settings
 from churn_platform.settings.storage import ENVIRONMENTS, StorageSettings
 
 __all__ = [
-    "ENVIRONMENTS", "AlertSettings", "AutomationSettings", "CRMSettings", "EngineSettings", "MLflowSettings",
-    "PipelineSettings", "PlatformSettings", "SettingsError", "StorageSettings", "load_settings",
+    "ENVIRONMENTS",
+    "AlertSettings",
+    "AutomationSettings",
+    "CRMSettings",
+    "EngineSettings",
+    "MLflowSettings",
+    "PipelineSettings",
+    "PlatformSettings",
+    "SettingsError",
+    "StorageSettings",
+    "load_settings",
 ]

@@ -8,9 +8,14 @@ from churn_platform.settings.declare import setting
 
 @dataclass(frozen=True)
 class AlertSettings:
-    dagster_ui_url: str = setting("CHURN_DAGSTER_UI_URL", "http://127.0.0.1:3000",
-                                  "the Dagster UI, for run links (and the webserver `churn-platform backfill` calls)")
-    crm_tickets: bool = setting("CHURN_ALERT_CRM_TICKETS", False, "`1`: also open a CRM ticket for each failed run")
+    dagster_ui_url: str = setting(
+        "CHURN_DAGSTER_UI_URL",
+        "http://127.0.0.1:3000",
+        "the Dagster UI, for run links (and the webserver `churn-platform backfill` calls)",
+    )
+    crm_tickets: bool = setting(
+        "CHURN_ALERT_CRM_TICKETS", False, "`1`: also open a CRM ticket for each failed run"
+    )
 
     SECRETS: ClassVar[dict[str, str]] = {
         "SLACK_WEBHOOK_URL": "Slack incoming webhook, read through `dagster.EnvVar`; unset: alerts are only logged",

@@ -8,8 +8,12 @@ from churn_platform.settings.declare import setting
 
 @dataclass(frozen=True)
 class CRMSettings:
-    url: str | None = setting("CHURN_CRM_URL", None, "the Zendesk API, e.g. `https://acme.zendesk.com`",
-                              default_doc="unset: the bundled simulator over the generated export")
+    url: str | None = setting(
+        "CHURN_CRM_URL",
+        None,
+        "the Zendesk API, e.g. `https://acme.zendesk.com`",
+        default_doc="unset: the bundled simulator over the generated export",
+    )
     email: str | None = setting("CHURN_CRM_EMAIL", None, "agent email, for API-token authentication")
 
     SECRETS: ClassVar[dict[str, str]] = {

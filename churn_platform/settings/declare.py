@@ -35,8 +35,14 @@ def setting(
     ``kind``: extra validation of a string (``date``, ``cron``, ``timezone``). ``default_doc``:
     how the README states a default that is derived at load time (``None`` here).
     """
-    metadata = {"env": env, "doc": doc, "minimum": minimum, "choices": choices, "kind": kind,
-                "default_doc": default_doc}
+    metadata = {
+        "env": env,
+        "doc": doc,
+        "minimum": minimum,
+        "choices": choices,
+        "kind": kind,
+        "default_doc": default_doc,
+    }
     return dataclasses.field(default=default, metadata=metadata)
 
 

@@ -8,5 +8,6 @@ from churn_platform.settings.declare import setting
 @dataclass(frozen=True)
 class PipelineSettings:
     start_date: str = setting("CHURN_START_DATE", "2026-01-01", "first daily partition", kind="date")
-    training_window_days: int = setting("CHURN_TRAINING_WINDOW_DAYS", 56, "days of as-of dates a training set spans",
-                                        minimum=1)
+    training_window_days: int = setting(
+        "CHURN_TRAINING_WINDOW_DAYS", 56, "days of as-of dates a training set spans", minimum=1
+    )

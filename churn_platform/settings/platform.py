@@ -15,8 +15,13 @@ from churn_platform.settings.storage import StorageSettings
 
 # The sections in the order the README documents them.
 SECTIONS = {
-    "storage": StorageSettings, "pipeline": PipelineSettings, "crm": CRMSettings, "mlflow": MLflowSettings,
-    "engine": EngineSettings, "automation": AutomationSettings, "alerts": AlertSettings,
+    "storage": StorageSettings,
+    "pipeline": PipelineSettings,
+    "crm": CRMSettings,
+    "mlflow": MLflowSettings,
+    "engine": EngineSettings,
+    "automation": AutomationSettings,
+    "alerts": AlertSettings,
 }
 
 
@@ -34,10 +39,13 @@ class PlatformSettings:
     secrets_set: frozenset[str] = frozenset()
 
 
-def build_settings(sections: Mapping[str, object], secrets_set: frozenset[str] = frozenset()) -> PlatformSettings:
+def build_settings(
+    sections: Mapping[str, object], secrets_set: frozenset[str] = frozenset()
+) -> PlatformSettings:
     local_data_dir = sections["storage"].data_dir
-    return PlatformSettings(**{**sections, "mlflow": sections["mlflow"].resolved(local_data_dir)},
-                            secrets_set=secrets_set)
+    return PlatformSettings(
+        **{**sections, "mlflow": sections["mlflow"].resolved(local_data_dir)}, secrets_set=secrets_set
+    )
 
 
 def declared_secrets() -> list[str]:

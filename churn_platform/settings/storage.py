@@ -11,28 +11,49 @@ ENVIRONMENTS = ("local", "s3", "gcs")
 
 @dataclass(frozen=True)
 class StorageSettings:
-    env: str = setting("CHURN_ENV", "local", "`local`, `s3` or `gcs`: which storage the resources use",
-                       choices=ENVIRONMENTS)
+    env: str = setting(
+        "CHURN_ENV", "local", "`local`, `s3` or `gcs`: which storage the resources use", choices=ENVIRONMENTS
+    )
     data_dir: str | None = setting(
-        "CHURN_DATA_DIR", None, "local: landing zone, CRM export, warehouse and artifacts",
-        default_doc="`./data` (in the current directory)")
-    backup_dir: str | None = setting("CHURN_BACKUP_DIR", None, "local: the backup location",
-                                     default_doc="`$CHURN_DATA_DIR/backups`")
-    s3_bucket: str | None = setting("CHURN_S3_BUCKET", None,
-                                    "s3 (required): bucket for the landing zone, CRM export, warehouse and artifacts")
+        "CHURN_DATA_DIR",
+        None,
+        "local: landing zone, CRM export, warehouse and artifacts",
+        default_doc="`./data` (in the current directory)",
+    )
+    backup_dir: str | None = setting(
+        "CHURN_BACKUP_DIR", None, "local: the backup location", default_doc="`$CHURN_DATA_DIR/backups`"
+    )
+    s3_bucket: str | None = setting(
+        "CHURN_S3_BUCKET",
+        None,
+        "s3 (required): bucket for the landing zone, CRM export, warehouse and artifacts",
+    )
     s3_backup_bucket: str | None = setting(
-        "CHURN_S3_BACKUP_BUCKET", None, "s3 (required): a separate bucket for backups (versioned, ideally with Object Lock)")
+        "CHURN_S3_BACKUP_BUCKET",
+        None,
+        "s3 (required): a separate bucket for backups (versioned, ideally with Object Lock)",
+    )
     s3_prefix: str = setting("CHURN_S3_PREFIX", "churn-platform", "s3: key prefix inside both buckets")
-    s3_endpoint_url: str | None = setting("CHURN_S3_ENDPOINT_URL", None,
-                                          "s3: custom endpoint, e.g. `http://127.0.0.1:9000` for MinIO")
+    s3_endpoint_url: str | None = setting(
+        "CHURN_S3_ENDPOINT_URL", None, "s3: custom endpoint, e.g. `http://127.0.0.1:9000` for MinIO"
+    )
     region: str | None = setting("AWS_REGION", None, "s3: region")
-    gcs_bucket: str | None = setting("CHURN_GCS_BUCKET", None,
-                                     "gcs (required): bucket for the landing zone, CRM export, warehouse and artifacts")
-    gcs_backup_bucket: str | None = setting("CHURN_GCS_BACKUP_BUCKET", None, "gcs (required): a separate bucket for backups")
+    gcs_bucket: str | None = setting(
+        "CHURN_GCS_BUCKET",
+        None,
+        "gcs (required): bucket for the landing zone, CRM export, warehouse and artifacts",
+    )
+    gcs_backup_bucket: str | None = setting(
+        "CHURN_GCS_BACKUP_BUCKET", None, "gcs (required): a separate bucket for backups"
+    )
     gcs_prefix: str = setting("CHURN_GCS_PREFIX", "churn-platform", "gcs: object prefix inside both buckets")
-    gcs_endpoint_url: str | None = setting("CHURN_GCS_ENDPOINT_URL", None, "gcs: custom endpoint (an emulator)")
+    gcs_endpoint_url: str | None = setting(
+        "CHURN_GCS_ENDPOINT_URL", None, "gcs: custom endpoint (an emulator)"
+    )
     gcs_project: str | None = setting("GOOGLE_CLOUD_PROJECT", None, "gcs: project")
-    gcs_token: str | None = setting("CHURN_GCS_TOKEN", None, "gcs: `anon` for emulators that take no credentials")
+    gcs_token: str | None = setting(
+        "CHURN_GCS_TOKEN", None, "gcs: `anon` for emulators that take no credentials"
+    )
 
     SECRETS: ClassVar[dict[str, str]] = {
         "AWS_ACCESS_KEY_ID": "s3: read through `dagster.EnvVar` when set; otherwise the AWS default credential "
@@ -56,8 +77,14 @@ class StorageSettings:
     def _required(self) -> list[tuple[str, str | None, str]]:
         backups = " (backups live in their own bucket)"
         if self.env == "s3":
-            return [("CHURN_S3_BUCKET", self.s3_bucket, ""), ("CHURN_S3_BACKUP_BUCKET", self.s3_backup_bucket, backups)]
-        return [("CHURN_GCS_BUCKET", self.gcs_bucket, ""), ("CHURN_GCS_BACKUP_BUCKET", self.gcs_backup_bucket, backups)]
+            return [
+                ("CHURN_S3_BUCKET", self.s3_bucket, ""),
+                ("CHURN_S3_BACKUP_BUCKET", self.s3_backup_bucket, backups),
+            ]
+        return [
+            ("CHURN_GCS_BUCKET", self.gcs_bucket, ""),
+            ("CHURN_GCS_BACKUP_BUCKET", self.gcs_backup_bucket, backups),
+        ]
 
     @property
     def data_root(self) -> str:

@@ -74,7 +74,11 @@ class ArtifactIOManager(dg.ConfigurableIOManager):
         path = self.store.path_for(context.asset_key, self._single_key(context))
         data = dump_artifact(obj)
         write_bytes_atomic(path, data)
-        metadata = {"uri": dg.MetadataValue.path(uri_of(path)), "sha256": sha256_hex(data), "bytes": len(data)}
+        metadata = {
+            "uri": dg.MetadataValue.path(uri_of(path)),
+            "sha256": sha256_hex(data),
+            "bytes": len(data),
+        }
         version = object_version(path)
         if version:
             metadata["object_version"] = version

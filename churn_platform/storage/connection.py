@@ -30,7 +30,9 @@ class ObjectStoreConnection(dg.ConfigurableResource):
         default=None, description="GCS credentials: a service-account JSON path, 'google_default' or 'anon'."
     )
     gcs_project: str | None = Field(default=None, description="GCS project.")
-    retries: int = Field(default=5, description="S3 (botocore) attempts on transient errors; gcsfs retries internally.")
+    retries: int = Field(
+        default=5, description="S3 (botocore) attempts on transient errors; gcsfs retries internally."
+    )
 
     def storage_options(self, protocol: str) -> dict[str, Any]:
         if protocol in S3_PROTOCOLS:
@@ -64,8 +66,11 @@ class ObjectStoreConnection(dg.ConfigurableResource):
         from botocore.config import Config
 
         return boto3.client(
-            "s3", endpoint_url=self.endpoint_url, region_name=self.region,
-            aws_access_key_id=reveal(self.access_key_id), aws_secret_access_key=reveal(self.secret_access_key),
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id=reveal(self.access_key_id),
+            aws_secret_access_key=reveal(self.secret_access_key),
             config=Config(retries={"max_attempts": self.retries, "mode": "standard"}),
         )
 

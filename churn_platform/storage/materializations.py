@@ -8,7 +8,7 @@ def latest_materialization(
 ) -> dg.EventLogEntry | None:
     """The newest materialization event of ``key`` (of one ``partition`` if given), or None."""
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition is not None else None), limit=1
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition is not None else None),
+        limit=1,
     ).records
     return records[0].event_log_entry if records else None
-

@@ -104,7 +104,11 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata(_output_metadata(schema, written))
 
     def write_partitions(
-        self, asset_key: dg.AssetKey, keys: Sequence[str | None], obj: Any, column: str | None = None,
+        self,
+        asset_key: dg.AssetKey,
+        keys: Sequence[str | None],
+        obj: Any,
+        column: str | None = None,
         log: logging.Logger | None = None,
     ) -> tuple[pa.Schema, list[dict]]:
         """Store an output (pandas, Arrow or a SelfWritingTable) as one file per partition key.
@@ -123,8 +127,10 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             if partitioned and obj.can_write_to(self._root(), self.connection):
                 return self._write_by_engine(asset_key, keys, obj, column)
             if partitioned and log:
-                log.warning(f"the engine has no connector for {uri_of(self._root())} "
-                            "(see README, Features): the output goes through this process")
+                log.warning(
+                    f"the engine has no connector for {uri_of(self._root())} "
+                    "(see README, Features): the output goes through this process"
+                )
             obj = obj.to_arrow()
         if isinstance(obj, pd.DataFrame):
             obj = pa.Table.from_pandas(obj, preserve_index=False)
@@ -148,14 +154,20 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                     "re-run the partition once storage is reachable."
                 ) from exc
             written.append(
-                {"partition": key, "uri": uri_of(path), "rows": parts[key].num_rows,
-                 "bytes": data.size, "sha256": sha256_hex(data),
-                 "version": object_version(path) if len(payloads) == 1 else None}
+                {
+                    "partition": key,
+                    "uri": uri_of(path),
+                    "rows": parts[key].num_rows,
+                    "bytes": data.size,
+                    "sha256": sha256_hex(data),
+                    "version": object_version(path) if len(payloads) == 1 else None,
+                }
             )
         return obj.schema, written
 
-    def _write_by_engine(self, asset_key: dg.AssetKey, keys: list[str], table: SelfWritingTable,
-                         column: str) -> tuple[pa.Schema, list[dict]]:
+    def _write_by_engine(
+        self, asset_key: dg.AssetKey, keys: list[str], table: SelfWritingTable, column: str
+    ) -> tuple[pa.Schema, list[dict]]:
         targets = {key: self.path_for(asset_key, key) for key in keys}
         try:
             table.write_partitions(column, targets, self._root() / "_staging")
@@ -170,8 +182,14 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         for key, path in targets.items():
             parquet = pq.ParquetFile(path.path, filesystem=path.fs)
             schema = parquet.schema_arrow
-            entry = {"partition": key, "uri": uri_of(path), "rows": parquet.metadata.num_rows,
-                     "bytes": path.fs.size(path.path), "sha256": None, "version": None}
+            entry = {
+                "partition": key,
+                "uri": uri_of(path),
+                "rows": parquet.metadata.num_rows,
+                "bytes": path.fs.size(path.path),
+                "sha256": None,
+                "version": None,
+            }
             if len(targets) == 1:  # hashing reads the file back: only worth it for one partition
                 entry |= {"sha256": sha256_hex(read_bytes(path)), "version": object_version(path)}
             written.append(entry)
@@ -197,8 +215,13 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             frame = parquet_bytes_to_dataframe(data)
             frames.append(frame)
             sources.append(
-                {"asset": asset_key.to_user_string(), "partition": key, "uri": uri_of(path),
-                 "rows": len(frame), "sha256": sha256_hex(data)}
+                {
+                    "asset": asset_key.to_user_string(),
+                    "partition": key,
+                    "uri": uri_of(path),
+                    "rows": len(frame),
+                    "sha256": sha256_hex(data),
+                }
             )
         result = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         result.attrs["source_files"] = sources

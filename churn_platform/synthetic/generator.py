@@ -90,14 +90,24 @@ def generate(start_date: dt.date, days: int, customers: int, seed: int) -> Gener
         for idx in np.nonzero(n_tickets)[0]:
             for _ in range(n_tickets[idx]):
                 tickets.append(
-                    _ticket(rng, next_ticket_id, int(ids[idx]), start_ts + pd.Timedelta(days=day),
-                            upset=bool(upset[idx]), horizon_end=start_ts + pd.Timedelta(days=days))
+                    _ticket(
+                        rng,
+                        next_ticket_id,
+                        int(ids[idx]),
+                        start_ts + pd.Timedelta(days=day),
+                        upset=bool(upset[idx]),
+                        horizon_end=start_ts + pd.Timedelta(days=days),
+                    )
                 )
                 next_ticket_id += 1
 
     customers_df = pd.DataFrame(
-        {"customer_id": ids, "plan": plans,
-         "churn_day": np.where(churn_day >= 0, churn_day, np.nan), "silent_churner": silent}
+        {
+            "customer_id": ids,
+            "plan": plans,
+            "churn_day": np.where(churn_day >= 0, churn_day, np.nan),
+            "silent_churner": silent,
+        }
     )
     return GeneratedData(start_date, days, customers_df, event_days, tickets)
 
@@ -123,7 +133,9 @@ def _events_for_day(rng, date, day_start, ids, plans, counts, churns_today) -> G
     for idx in np.nonzero(churns_today)[0]:
         cid = int(ids[idx])
         props = {"session_id": f"{cid}-{date:%Y%m%d}-cancel", "plan": str(plans[idx])}
-        records.append((cid, "cancel_subscription", day_start + pd.Timedelta(seconds=SECONDS_PER_DAY - 30), props))
+        records.append(
+            (cid, "cancel_subscription", day_start + pd.Timedelta(seconds=SECONDS_PER_DAY - 30), props)
+        )
 
     events = pd.DataFrame(records, columns=["customer_id", "event_type", "timestamp", "properties"])
     events = events.sort_values(["timestamp", "customer_id"], kind="stable").reset_index(drop=True)
@@ -138,10 +150,19 @@ def _ticket(rng, ticket_id: int, customer_id: int, day_start, upset: bool, horiz
         "positive": (text.POSITIVE_SUBJECTS, text.POSITIVE_BODIES),
     }[mood]
     created = day_start + pd.Timedelta(seconds=int(rng.integers(0, SECONDS_PER_DAY - 60)))
-    updated = min(created + pd.Timedelta(hours=float(rng.exponential(18.0))), horizon_end - pd.Timedelta(seconds=1))
+    updated = min(
+        created + pd.Timedelta(hours=float(rng.exponential(18.0))), horizon_end - pd.Timedelta(seconds=1)
+    )
     solved = updated > created + pd.Timedelta(minutes=30)
-    priority = rng.choice(["low", "normal", "high", "urgent"], p=[0.1, 0.3, 0.4, 0.2] if mood == "negative" else [0.3, 0.6, 0.1, 0.0])
-    rating = None if not solved else ({} if rng.random() < 0.5 else {"score": "bad" if mood == "negative" else "good"})
+    priority = rng.choice(
+        ["low", "normal", "high", "urgent"],
+        p=[0.1, 0.3, 0.4, 0.2] if mood == "negative" else [0.3, 0.6, 0.1, 0.0],
+    )
+    rating = (
+        None
+        if not solved
+        else ({} if rng.random() < 0.5 else {"score": "bad" if mood == "negative" else "good"})
+    )
     return {
         "id": ticket_id,
         "url": f"https://example.zendesk.com/api/v2/tickets/{ticket_id}.json",
@@ -166,8 +187,12 @@ def _ticket(rng, ticket_id: int, customer_id: int, day_start, upset: bool, horiz
 def events_to_jsonl(events: pd.DataFrame) -> str:
     lines = [
         json.dumps(
-            {"customer_id": cid, "event_type": etype,
-             "timestamp": ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "properties": props},
+            {
+                "customer_id": cid,
+                "event_type": etype,
+                "timestamp": ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "properties": props,
+            },
             separators=(",", ":"),
         )
         for cid, etype, ts, props in events.itertuples(index=False, name=None)

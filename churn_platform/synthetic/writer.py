@@ -11,14 +11,20 @@ from churn_platform.synthetic.generator import GeneratedData, events_to_jsonl
 BATCH_SPLIT_HOUR = 12
 
 
-def write_generated(data: GeneratedData, landing_zone: LandingZone, crm_export_path: str,
-                    connection: ObjectStoreConnection | None = None) -> dict[str, int]:
+def write_generated(
+    data: GeneratedData,
+    landing_zone: LandingZone,
+    crm_export_path: str,
+    connection: ObjectStoreConnection | None = None,
+) -> dict[str, int]:
     files = 0
     for day in data.event_days:
         date = day.date.isoformat()
         hours = day.events["timestamp"].dt.hour
-        for name, batch in (("events-am.jsonl", day.events[hours < BATCH_SPLIT_HOUR]),
-                            ("events-pm.jsonl", day.events[hours >= BATCH_SPLIT_HOUR])):
+        for name, batch in (
+            ("events-am.jsonl", day.events[hours < BATCH_SPLIT_HOUR]),
+            ("events-pm.jsonl", day.events[hours >= BATCH_SPLIT_HOUR]),
+        ):
             landing_zone.write_file(date, name, events_to_jsonl(batch))
             files += 1
     write_export(crm_export_path, data.tickets, connection)

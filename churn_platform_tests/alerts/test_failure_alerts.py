@@ -26,8 +26,11 @@ def failed_run(tmp_path):
     defs = build_definitions(settings)
     with dg.instance_for_test() as instance:
         result = dg.materialize(
-            [defs.get_assets_def(["raw", "interaction_logs"])], instance=instance, partition_key=DAY,
-            resources=build_resources(settings), raise_on_error=False,
+            [defs.get_assets_def(["raw", "interaction_logs"])],
+            instance=instance,
+            partition_key=DAY,
+            resources=build_resources(settings),
+            raise_on_error=False,
         )
         assert not result.success
         yield instance, result
@@ -48,11 +51,17 @@ def webhook():
 
 
 def evaluate(instance, result, resources, open_crm_tickets=True):
-    sensor = build_failure_alert_sensor(AlertSettings(dagster_ui_url=UI, crm_tickets=open_crm_tickets), running=False)
+    sensor = build_failure_alert_sensor(
+        AlertSettings(dagster_ui_url=UI, crm_tickets=open_crm_tickets), running=False
+    )
     run = instance.get_run_by_id(result.run_id)
     failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
     with dg.build_run_status_sensor_context(
-        sensor_name=sensor.name, dagster_instance=instance, dagster_run=run, dagster_event=failure, resources=resources,
+        sensor_name=sensor.name,
+        dagster_instance=instance,
+        dagster_run=run,
+        dagster_event=failure,
+        resources=resources,
     ) as context:
         sensor(context.for_run_failure())
 
@@ -111,4 +120,3 @@ def test_alert_resources_come_from_the_environment(tmp_path, monkeypatch):
     assert isinstance(resources["slack"].webhook_url, dg.EnvVar)  # a reference, not the value
     monkeypatch.delenv("SLACK_WEBHOOK_URL")
     assert not build_resources(settings_for(str(tmp_path)))["slack"].enabled
-

@@ -15,11 +15,22 @@ def test_backups_are_written_once(tmp_path):
 
 
 def test_manifest_is_deterministic_for_one_materialization():
-    args = ("2026-03-31", {"uri": "/m.joblib", "sha256": "ab" * 32, "roc_auc": 0.9, "bytes": 10},
-            {"run_id": "r1", "timestamp": 1.0},
-            {"uri": "/t.parquet", "sha256": "cd" * 32, "dagster/row_count": 5, "as_of_dates": ["2026-03-31"],
-             "lineage": [{"asset": "features/customer_features", "partition": "2026-03-31", "sha256": "ef" * 32}]},
-            {"run_id": "r0"}, "/backup/m.joblib")
+    args = (
+        "2026-03-31",
+        {"uri": "/m.joblib", "sha256": "ab" * 32, "roc_auc": 0.9, "bytes": 10},
+        {"run_id": "r1", "timestamp": 1.0},
+        {
+            "uri": "/t.parquet",
+            "sha256": "cd" * 32,
+            "dagster/row_count": 5,
+            "as_of_dates": ["2026-03-31"],
+            "lineage": [
+                {"asset": "features/customer_features", "partition": "2026-03-31", "sha256": "ef" * 32}
+            ],
+        },
+        {"run_id": "r0"},
+        "/backup/m.joblib",
+    )
     first, second = build_model_manifest(*args), build_model_manifest(*args)
     assert manifest_bytes(first) == manifest_bytes(second)
     assert first["model"]["metrics"] == {"roc_auc": 0.9}

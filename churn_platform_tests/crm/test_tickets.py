@@ -8,19 +8,30 @@ from churn_platform.crm.tickets import TICKET_COLUMNS, TicketSchemaError, normal
 
 
 def ticket(**overrides):
-    record = {"id": 1, "subject": "Help", "description": "How do I export?", "status": "open",
-              "requester_id": 42, "created_at": "2026-01-05T09:00:00Z", "updated_at": "2026-01-05T10:00:00Z",
-              "satisfaction_rating": None, "priority": "normal", "brand_new_field": {"x": 1}}
+    record = {
+        "id": 1,
+        "subject": "Help",
+        "description": "How do I export?",
+        "status": "open",
+        "requester_id": 42,
+        "created_at": "2026-01-05T09:00:00Z",
+        "updated_at": "2026-01-05T10:00:00Z",
+        "satisfaction_rating": None,
+        "priority": "normal",
+        "brand_new_field": {"x": 1},
+    }
     record.update(overrides)
     return record
 
 
 def test_latest_version_of_each_ticket_is_kept_and_unknown_fields_ignored():
-    frame = normalize_tickets([
-        ticket(id=1, status="open", updated_at="2026-01-05T10:00:00Z"),
-        ticket(id=1, status="solved", updated_at="2026-01-05T18:00:00Z"),
-        ticket(id=2),
-    ])
+    frame = normalize_tickets(
+        [
+            ticket(id=1, status="open", updated_at="2026-01-05T10:00:00Z"),
+            ticket(id=1, status="solved", updated_at="2026-01-05T18:00:00Z"),
+            ticket(id=2),
+        ]
+    )
     assert list(frame.columns) == list(TICKET_COLUMNS)
     assert frame["ticket_id"].tolist() == [1, 2]
     assert frame.loc[frame.ticket_id == 1, "status"].item() == "solved"
@@ -41,11 +52,15 @@ def test_missing_required_fields_are_named():
 
 
 def test_sentiment_reads_angry_and_happy_text():
-    frame = normalize_tickets([
-        ticket(id=1, subject="Terrible", description="This is unacceptable, awful and broken. I am furious."),
-        ticket(id=2, subject="Thanks", description="Great support, I love the product. Thank you!"),
-        ticket(id=3, subject="Invoice", description="Where is the invoice page?"),
-    ])
+    frame = normalize_tickets(
+        [
+            ticket(
+                id=1, subject="Terrible", description="This is unacceptable, awful and broken. I am furious."
+            ),
+            ticket(id=2, subject="Thanks", description="Great support, I love the product. Thank you!"),
+            ticket(id=3, subject="Invoice", description="Where is the invoice page?"),
+        ]
+    )
     scores = score_ticket_sentiment(frame).set_index("ticket_id")
     assert scores.loc[1, "sentiment"] < -0.5 and scores.loc[1, "sentiment_label"] == "negative"
     assert scores.loc[2, "sentiment"] > 0.5 and scores.loc[2, "sentiment_label"] == "positive"

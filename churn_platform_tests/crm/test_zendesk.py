@@ -35,12 +35,20 @@ crm_tickets, _ = build_crm_assets(build_partitions(load_settings({})))
 def expected_ids(tickets, start=START, end=END):
     def updated(t):
         return dt.datetime.fromisoformat(t["updated_at"].replace("Z", "+00:00"))
+
     return sorted(t["id"] for t in tickets if start <= updated(t) < end)
 
 
 def client(url, **overrides):
-    settings = {"base_url": url, "oauth_token": TOKEN, "page_size": 25, "timeout_seconds": 5.0,
-                    "max_attempts": 8, "backoff_base_seconds": 0.001, "backoff_max_seconds": 0.01}
+    settings = {
+        "base_url": url,
+        "oauth_token": TOKEN,
+        "page_size": 25,
+        "timeout_seconds": 5.0,
+        "max_attempts": 8,
+        "backoff_base_seconds": 0.001,
+        "backoff_max_seconds": 0.01,
+    }
     settings.update(overrides)
     return ZendeskCRMResource(**settings)
 
@@ -57,7 +65,9 @@ def test_api_token_auth_and_a_wrong_token_fails_without_echoing_it(tickets):
         ok = client(sim.url, oauth_token=None, email="ops@example.com", api_token="api-tok-123")
         assert sorted(t["id"] for t in ok.fetch_updated_tickets(START, END)) == expected_ids(tickets)
         with pytest.raises(CRMAPIError, match="authentication failed") as failure:
-            client(sim.url, oauth_token=None, email="ops@example.com", api_token="api-tok-WRONG").fetch_updated_tickets(START, END)
+            client(
+                sim.url, oauth_token=None, email="ops@example.com", api_token="api-tok-WRONG"
+            ).fetch_updated_tickets(START, END)
         assert "WRONG" not in str(failure.value)
 
 
@@ -65,8 +75,17 @@ def test_fifty_randomized_fault_schedules_lose_and_duplicate_nothing(tickets):
     expected = expected_ids(tickets)
     started, injected = time.monotonic(), 0
     for seed in range(50):
-        faults = FaultConfig(rate_limit=0.12, retry_after_seconds=0, server_error=0.1, malformed=0.08,
-                             empty_page=0.15, duplicates=0.3, slow=0.02, slow_seconds=0.4, seed=seed)
+        faults = FaultConfig(
+            rate_limit=0.12,
+            retry_after_seconds=0,
+            server_error=0.1,
+            malformed=0.08,
+            empty_page=0.15,
+            duplicates=0.3,
+            slow=0.02,
+            slow_seconds=0.4,
+            seed=seed,
+        )
         with ZendeskSimulator(tickets, oauth_token=TOKEN, faults=faults).running() as sim:
             fetched = client(sim.url, timeout_seconds=0.25, max_attempts=12).fetch_updated_tickets(START, END)
             ids = [t["id"] for t in fetched]
@@ -100,8 +119,11 @@ def test_export_start_time_must_be_a_minute_in_the_past(tickets):
     with ZendeskSimulator(tickets, oauth_token=TOKEN).running() as sim:
         with pytest.raises(ValueError, match="at least one minute in the past"):
             client(sim.url).fetch_updated_tickets(dt.datetime.now(UTC), dt.datetime.now(UTC))
-        response = httpx.get(f"{sim.url}/api/v2/incremental/tickets/cursor.json",
-                             params={"start_time": int(time.time())}, headers={"Authorization": f"Bearer {TOKEN}"})
+        response = httpx.get(
+            f"{sim.url}/api/v2/incremental/tickets/cursor.json",
+            params={"start_time": int(time.time())},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
         assert response.status_code == 400
 
 
@@ -117,35 +139,52 @@ def test_created_tickets_appear_in_the_cursor_paginated_list(tickets):
             assert page["meta"]["has_more"] == (page["links"]["next"] is not None)
             url = page["links"]["next"]
         assert seen == sorted(t["id"] for t in tickets[:5]) + [new_id]
-        assert sim.created[0]["subject"] == "churn_platform run failed" and sim.created[0]["tags"] == ["alert"]
+        assert sim.created[0]["subject"] == "churn_platform run failed" and sim.created[0]["tags"] == [
+            "alert"
+        ]
 
 
-def test_asset_ingests_through_http_and_secrets_stay_out_of_logs_and_metadata(tickets, tmp_path, monkeypatch, caplog):
+def test_asset_ingests_through_http_and_secrets_stay_out_of_logs_and_metadata(
+    tickets, tmp_path, monkeypatch, caplog
+):
     secret = "zd-api-token-9f8e7d6c5b4a"
     monkeypatch.setenv("ZENDESK_API_TOKEN", secret)
     faults = FaultConfig(rate_limit=0.1, retry_after_seconds=0, server_error=0.1, malformed=0.1, seed=7)
     caplog.set_level(logging.DEBUG)
     with ZendeskSimulator(tickets, email="ops@example.com", api_token=secret, faults=faults).running() as sim:
-        crm = client(sim.url, oauth_token=None, email="ops@example.com", api_token=dg.EnvVar("ZENDESK_API_TOKEN"))
+        crm = client(
+            sim.url, oauth_token=None, email="ops@example.com", api_token=dg.EnvVar("ZENDESK_API_TOKEN")
+        )
         with dg.instance_for_test() as instance:
-            result = dg.materialize([crm_tickets], instance=instance, partition_key="2026-01-12",
-                                    resources={"crm": crm, "io_manager": ParquetIOManager(base_path=str(tmp_path))})
+            result = dg.materialize(
+                [crm_tickets],
+                instance=instance,
+                partition_key="2026-01-12",
+                resources={"crm": crm, "io_manager": ParquetIOManager(base_path=str(tmp_path))},
+            )
             assert result.success
             text = "\n".join(str(e) for e in instance.all_logs(result.run_id))
     stored = UPath(tmp_path) / "raw" / "crm_tickets" / "2026-01-12.parquet"
     import pandas as pd
 
     assert sorted(pd.read_parquet(stored)["ticket_id"]) == expected_ids(
-        tickets, dt.datetime(2026, 1, 12, tzinfo=UTC), dt.datetime(2026, 1, 13, tzinfo=UTC))
+        tickets, dt.datetime(2026, 1, 12, tzinfo=UTC), dt.datetime(2026, 1, 13, tzinfo=UTC)
+    )
     assert secret not in text and secret not in caplog.text
     assert basic_auth_header("ops@example.com", secret).split()[1] not in text + caplog.text
 
 
 def test_a_crm_that_stays_broken_fails_the_asset_and_writes_nothing(tickets, tmp_path):
     with ZendeskSimulator(tickets, oauth_token=TOKEN, faults=FaultConfig(server_error=1.0)).running() as sim:
-        result = dg.materialize([crm_tickets], partition_key="2026-01-12", raise_on_error=False,
-                                resources={"crm": client(sim.url, max_attempts=3),
-                                           "io_manager": ParquetIOManager(base_path=str(tmp_path))})
+        result = dg.materialize(
+            [crm_tickets],
+            partition_key="2026-01-12",
+            raise_on_error=False,
+            resources={
+                "crm": client(sim.url, max_attempts=3),
+                "io_manager": ParquetIOManager(base_path=str(tmp_path)),
+            },
+        )
     assert not result.success
     error = result.get_step_failure_events()[0].event_specific_data.error.to_string()
     assert "server error 50" in error and "gave up after 3 attempts" in error
@@ -153,9 +192,15 @@ def test_a_crm_that_stays_broken_fails_the_asset_and_writes_nothing(tickets, tmp
 
 
 def test_low_level_client_retries_connection_errors_then_names_the_url():
-    api = ZendeskAPI("http://127.0.0.1:9", "Bearer x", timeout_seconds=0.5,
-                     retry=RetrySettings(max_attempts=2, backoff_base_seconds=0.001, backoff_max_seconds=0.01))
-    with pytest.raises(CRMAPIError, match=r"http://127.0.0.1:9/api/v2/incremental/tickets/cursor.json: connection failed"):
+    api = ZendeskAPI(
+        "http://127.0.0.1:9",
+        "Bearer x",
+        timeout_seconds=0.5,
+        retry=RetrySettings(max_attempts=2, backoff_base_seconds=0.001, backoff_max_seconds=0.01),
+    )
+    with pytest.raises(
+        CRMAPIError, match=r"http://127.0.0.1:9/api/v2/incremental/tickets/cursor.json: connection failed"
+    ):
         api.export_tickets(START)
 
 

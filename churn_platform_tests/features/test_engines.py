@@ -43,7 +43,10 @@ def spark_engine():
 def inputs():
     data = generate(START, days=45, customers=150, seed=8)
     logs = pd.concat(
-        [parse_log_file("mem://x", events_to_jsonl(d.events).encode(), d.date.isoformat()) for d in data.event_days],
+        [
+            parse_log_file("mem://x", events_to_jsonl(d.events).encode(), d.date.isoformat())
+            for d in data.event_days
+        ],
         ignore_index=True,
     )
     sentiment = score_ticket_sentiment(normalize_tickets(data.tickets))
@@ -79,15 +82,27 @@ def test_daily_activity_features_and_labels_are_equal_on_both_engines(inputs, sp
     logs, sentiment = inputs
     duck = DuckDBEngine()
     activity = compute_daily_activity(logs, sentiment, duck.query_pandas)
-    same(activity, compute_daily_activity(logs, sentiment, spark_engine.query_pandas), ["customer_id", "activity_date"])
+    same(
+        activity,
+        compute_daily_activity(logs, sentiment, spark_engine.query_pandas),
+        ["customer_id", "activity_date"],
+    )
     as_of = pd.date_range("2026-02-01", "2026-02-14").strftime("%Y-%m-%d").tolist()
     features = compute_customer_features(activity, as_of, duck.query_pandas)
     assert len(features) > 1000
-    same(features, compute_customer_features(activity, as_of, spark_engine.query_pandas), ["as_of_date", "customer_id"])
+    same(
+        features,
+        compute_customer_features(activity, as_of, spark_engine.query_pandas),
+        ["as_of_date", "customer_id"],
+    )
     label_days = pd.date_range("2026-01-01", "2026-01-10").strftime("%Y-%m-%d").tolist()
     labels = compute_churn_labels(activity, label_days, duck.query_pandas)
     assert labels["churned"].sum() > 0
-    same(labels, compute_churn_labels(activity, label_days, spark_engine.query_pandas), ["as_of_date", "customer_id"])
+    same(
+        labels,
+        compute_churn_labels(activity, label_days, spark_engine.query_pandas),
+        ["as_of_date", "customer_id"],
+    )
 
 
 def test_a_multi_day_spark_run_equals_day_by_day(inputs, spark_engine):
@@ -95,29 +110,55 @@ def test_a_multi_day_spark_run_equals_day_by_day(inputs, spark_engine):
     activity = compute_daily_activity(logs, sentiment)
     days = ["2026-02-03", "2026-02-04", "2026-02-05"]
     together = compute_customer_features(activity, days, spark_engine.query_pandas)
-    one_by_one = pd.concat([compute_customer_features(activity, [d], spark_engine.query_pandas) for d in days], ignore_index=True)
+    one_by_one = pd.concat(
+        [compute_customer_features(activity, [d], spark_engine.query_pandas) for d in days], ignore_index=True
+    )
     same(together, one_by_one, ["as_of_date", "customer_id"])
 
 
 def test_the_engine_is_chosen_by_configuration_and_the_graph_stays_the_same(tmp_path, spark_engine):
     outputs = {}
     for engine in ("duckdb", "spark"):
-        settings = load_settings({"CHURN_DATA_DIR": str(tmp_path / engine), "CHURN_FEATURE_ENGINE": engine,
-                                  "CHURN_SPARK_MASTER": "local[2]", "CHURN_SPARK_SHUFFLE_PARTITIONS": "2"})
+        settings = load_settings(
+            {
+                "CHURN_DATA_DIR": str(tmp_path / engine),
+                "CHURN_FEATURE_ENGINE": engine,
+                "CHURN_SPARK_MASTER": "local[2]",
+                "CHURN_SPARK_SHUFFLE_PARTITIONS": "2",
+            }
+        )
         generate_into(settings, days=12, customers=80, seed=2)
         defs = build_definitions(settings)
-        assert type(defs.resources["feature_engine"]).__name__ == {"duckdb": "DuckDBEngine", "spark": "SparkEngine"}[engine]
+        assert (
+            type(defs.resources["feature_engine"]).__name__
+            == {"duckdb": "DuckDBEngine", "spark": "SparkEngine"}[engine]
+        )
         with dg.instance_for_test() as instance:
-            assert defs.resolve_job_def("daily_ingestion_job").execute_in_process(
-                instance=instance, tags=partition_range_tags("2026-01-01", "2026-01-12")).success
-        footer = pq.read_schema(UPath(settings.storage.warehouse_dir) / "features" / "customer_features" / "2026-01-12.parquet").metadata
+            assert (
+                defs.resolve_job_def("daily_ingestion_job")
+                .execute_in_process(instance=instance, tags=partition_range_tags("2026-01-01", "2026-01-12"))
+                .success
+            )
+        footer = pq.read_schema(
+            UPath(settings.storage.warehouse_dir) / "features" / "customer_features" / "2026-01-12.parquet"
+        ).metadata
         assert (SPARK_METADATA in (footer or {})) == (engine == "spark")  # Spark wrote the warehouse itself
         outputs[engine] = {
-            key: pd.read_parquet(UPath(settings.storage.warehouse_dir) / "features" / key / "2026-01-12.parquet")
+            key: pd.read_parquet(
+                UPath(settings.storage.warehouse_dir) / "features" / key / "2026-01-12.parquet"
+            )
             for key in ("customer_daily_activity", "customer_features")
         }
-    same(outputs["duckdb"]["customer_daily_activity"], outputs["spark"]["customer_daily_activity"], ["customer_id", "activity_date"])
-    same(outputs["duckdb"]["customer_features"], outputs["spark"]["customer_features"], ["as_of_date", "customer_id"])
+    same(
+        outputs["duckdb"]["customer_daily_activity"],
+        outputs["spark"]["customer_daily_activity"],
+        ["customer_id", "activity_date"],
+    )
+    same(
+        outputs["duckdb"]["customer_features"],
+        outputs["spark"]["customer_features"],
+        ["as_of_date", "customer_id"],
+    )
 
 
 def test_both_engines_scan_the_partition_files_themselves_and_agree(inputs, warehouse, spark_engine):
@@ -126,15 +167,24 @@ def test_both_engines_scan_the_partition_files_themselves_and_agree(inputs, ware
     assert len(files.uris) == 45 and all(u.endswith(".parquet") for u in files.uris)
     from_memory = compute_daily_activity(logs, sentiment, DuckDBEngine().query_pandas)
     assert len(from_memory) > 1000
-    same(compute_daily_activity(files, sentiment, DuckDBEngine().query_pandas), from_memory, ["customer_id", "activity_date"])
-    same(compute_daily_activity(files, sentiment, spark_engine.query_pandas), from_memory, ["customer_id", "activity_date"])
+    same(
+        compute_daily_activity(files, sentiment, DuckDBEngine().query_pandas),
+        from_memory,
+        ["customer_id", "activity_date"],
+    )
+    same(
+        compute_daily_activity(files, sentiment, spark_engine.query_pandas),
+        from_memory,
+        ["customer_id", "activity_date"],
+    )
 
 
-def test_spark_writes_the_warehouse_itself_and_a_range_equals_day_by_day(inputs, warehouse, spark_engine, tmp_path):
+def test_spark_writes_the_warehouse_itself_and_a_range_equals_day_by_day(
+    inputs, warehouse, spark_engine, tmp_path
+):
     _, sentiment = inputs
     files = warehouse.partition_files(LOGS, days("2026-01-01", "2026-02-14"))
-    activity = spark_engine.query_table(DAILY_ACTIVITY_SQL,
-                                  {"logs": files, "sentiment": sentiment})
+    activity = spark_engine.query_table(DAILY_ACTIVITY_SQL, {"logs": files, "sentiment": sentiment})
     # One range write (as a single-run backfill does), then the same days one by one.
     together = ParquetIOManager(base_path=str(tmp_path / "range"))
     range_days = days("2026-01-01", "2026-02-14")
@@ -144,29 +194,46 @@ def test_spark_writes_the_warehouse_itself_and_a_range_equals_day_by_day(inputs,
     apart = ParquetIOManager(base_path=str(tmp_path / "apart"))
     for day in ["2026-01-20", "2026-02-14"]:
         # The day computed on its own: its own log file and its own tickets.
-        one = spark_engine.query_table(DAILY_ACTIVITY_SQL, {
-            "logs": warehouse.partition_files(LOGS, [day]),
-            "sentiment": sentiment[sentiment["updated_date"].astype(str) == day],
-        })
+        one = spark_engine.query_table(
+            DAILY_ACTIVITY_SQL,
+            {
+                "logs": warehouse.partition_files(LOGS, [day]),
+                "sentiment": sentiment[sentiment["updated_date"].astype(str) == day],
+            },
+        )
         _, [entry] = apart.write_partitions(ACTIVITY, [day], one, "activity_date")
         assert entry["sha256"] and entry["rows"] > 0
         range_file, day_file = together.path_for(ACTIVITY, day), apart.path_for(ACTIVITY, day)
         assert SPARK_METADATA in pq.read_schema(range_file.path).metadata  # written by Spark, not the driver
         # Rows sorted in the same order in both: the same table exactly, row for row.
-        pd.testing.assert_frame_equal(pd.read_parquet(range_file.path), pd.read_parquet(day_file.path), check_exact=True)
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(range_file.path), pd.read_parquet(day_file.path), check_exact=True
+        )
     assert not staging_left(tmp_path / "range")
     # Spark and DuckDB wrote the same rows.
     duck = ParquetIOManager(base_path=str(tmp_path / "duck"))
-    duck.write_partitions(ACTIVITY, range_days, compute_daily_activity(files, sentiment, DuckDBEngine().query_table), "activity_date")
+    duck.write_partitions(
+        ACTIVITY,
+        range_days,
+        compute_daily_activity(files, sentiment, DuckDBEngine().query_table),
+        "activity_date",
+    )
     for day in ["2026-01-01", "2026-02-14"]:
-        same(pd.read_parquet(duck.path_for(ACTIVITY, day).path), pd.read_parquet(together.path_for(ACTIVITY, day).path),
-             ["customer_id", "activity_date"])
+        same(
+            pd.read_parquet(duck.path_for(ACTIVITY, day).path),
+            pd.read_parquet(together.path_for(ACTIVITY, day).path),
+            ["customer_id", "activity_date"],
+        )
 
 
-def test_spark_output_for_a_day_without_rows_is_an_empty_file_with_the_schema(warehouse, spark_engine, tmp_path):
+def test_spark_output_for_a_day_without_rows_is_an_empty_file_with_the_schema(
+    warehouse, spark_engine, tmp_path
+):
     manager = ParquetIOManager(base_path=str(tmp_path))
-    frame = spark_engine.query_table("SELECT customer_id, event_date FROM logs WHERE event_date = DATE '2026-01-03'",
-                               {"logs": warehouse.partition_files(LOGS, ["2026-01-03"])})
+    frame = spark_engine.query_table(
+        "SELECT customer_id, event_date FROM logs WHERE event_date = DATE '2026-01-03'",
+        {"logs": warehouse.partition_files(LOGS, ["2026-01-03"])},
+    )
     _, written = manager.write_partitions(LOGS, ["2026-01-02", "2026-01-03"], frame, "event_date")
     assert [w["rows"] > 0 for w in written] == [False, True]
     empty = pq.read_table(manager.path_for(LOGS, "2026-01-02").path)
@@ -175,56 +242,94 @@ def test_spark_output_for_a_day_without_rows_is_an_empty_file_with_the_schema(wa
 
 def test_spark_rows_outside_the_range_fail_and_nothing_is_written(warehouse, spark_engine, tmp_path):
     manager = ParquetIOManager(base_path=str(tmp_path))
-    frame = spark_engine.query_table("SELECT customer_id, event_date FROM logs",
-                               {"logs": warehouse.partition_files(LOGS, ["2026-01-03", "2026-01-04"])})
+    frame = spark_engine.query_table(
+        "SELECT customer_id, event_date FROM logs",
+        {"logs": warehouse.partition_files(LOGS, ["2026-01-03", "2026-01-04"])},
+    )
     with pytest.raises(StorageError, match=r"values outside the partitions being written: \['2026-01-04'\]"):
         manager.write_partitions(LOGS, ["2026-01-03"], frame, "event_date")
     assert not manager.path_for(LOGS, "2026-01-03").exists()
     assert not staging_left(tmp_path)
 
 
-def test_spark_without_a_connector_for_the_store_goes_through_the_driver(inputs, warehouse, spark_engine, s3_server,
-                                                                       monkeypatch):
+def test_spark_without_a_connector_for_the_store_goes_through_the_driver(
+    inputs, warehouse, spark_engine, s3_server, monkeypatch
+):
     """No hadoop-aws jar here (Maven is unreachable): S3 is read and written via Arrow, same result."""
     for name, value in S3_TEST_ENV.items():
         monkeypatch.setenv(name, value)
-    connection = ObjectStoreConnection(endpoint_url=s3_server.endpoint, region="us-east-1",
-                                       access_key_id="testing", secret_access_key="testing")
+    connection = ObjectStoreConnection(
+        endpoint_url=s3_server.endpoint,
+        region="us-east-1",
+        access_key_id="testing",
+        secret_access_key="testing",
+    )
     remote = ParquetIOManager(base_path=f"s3://{s3_server.new_bucket()}/warehouse", connection=connection)
     logs, sentiment = inputs
-    remote.write_partitions(LOGS, days("2026-01-01", "2026-01-05"), logs[logs["event_date"].astype(str) <= "2026-01-05"],
-                            "event_date")
+    remote.write_partitions(
+        LOGS,
+        days("2026-01-01", "2026-01-05"),
+        logs[logs["event_date"].astype(str) <= "2026-01-05"],
+        "event_date",
+    )
     files = remote.partition_files(LOGS, days("2026-01-01", "2026-01-05"))
     sentiment = sentiment[sentiment["updated_date"].astype(str) <= "2026-01-05"]
     assert files.uris[0].startswith("s3://") and "testing" not in repr(files)
-    activity = spark_engine.query_table(DAILY_ACTIVITY_SQL,
-                                  {"logs": files, "sentiment": sentiment})
-    _, written = remote.write_partitions(ACTIVITY, days("2026-01-01", "2026-01-05"), activity, "activity_date")
+    activity = spark_engine.query_table(DAILY_ACTIVITY_SQL, {"logs": files, "sentiment": sentiment})
+    _, written = remote.write_partitions(
+        ACTIVITY, days("2026-01-01", "2026-01-05"), activity, "activity_date"
+    )
     assert len(written) == 5 and all(w["uri"].startswith("s3://") for w in written)
-    local = compute_daily_activity(warehouse.partition_files(LOGS, days("2026-01-01", "2026-01-05")), sentiment,
-                                   DuckDBEngine().query_pandas)
-    stored = pd.concat([pd.read_parquet(remote.path_for(ACTIVITY, d).open("rb")) for d in days("2026-01-01", "2026-01-05")])
+    local = compute_daily_activity(
+        warehouse.partition_files(LOGS, days("2026-01-01", "2026-01-05")),
+        sentiment,
+        DuckDBEngine().query_pandas,
+    )
+    stored = pd.concat(
+        [pd.read_parquet(remote.path_for(ACTIVITY, d).open("rb")) for d in days("2026-01-01", "2026-01-05")]
+    )
     same(stored, local, ["customer_id", "activity_date"])
 
 
 def test_spark_settings_come_from_the_environment():
-    settings = load_settings({"CHURN_FEATURE_ENGINE": "spark", "CHURN_SPARK_MASTER": "spark://spark-master:7077",
-                              "CHURN_SPARK_SHUFFLE_PARTITIONS": "64", "CHURN_SPARK_DRIVER_MEMORY": "6g",
-                              "CHURN_SPARK_PACKAGES": "org.apache.hadoop:hadoop-aws:3.4.1"})
+    settings = load_settings(
+        {
+            "CHURN_FEATURE_ENGINE": "spark",
+            "CHURN_SPARK_MASTER": "spark://spark-master:7077",
+            "CHURN_SPARK_SHUFFLE_PARTITIONS": "64",
+            "CHURN_SPARK_DRIVER_MEMORY": "6g",
+            "CHURN_SPARK_PACKAGES": "org.apache.hadoop:hadoop-aws:3.4.1",
+        }
+    )
     config = build_definitions(settings).resources["feature_engine"].pyspark.spark_config
-    assert {k: config[k] for k in ("spark.master", "spark.sql.shuffle.partitions", "spark.driver.memory",
-                                   "spark.jars.packages")} == {
-        "spark.master": "spark://spark-master:7077", "spark.sql.shuffle.partitions": "64",
-        "spark.driver.memory": "6g", "spark.jars.packages": "org.apache.hadoop:hadoop-aws:3.4.1"}
+    assert {
+        k: config[k]
+        for k in (
+            "spark.master",
+            "spark.sql.shuffle.partitions",
+            "spark.driver.memory",
+            "spark.jars.packages",
+        )
+    } == {
+        "spark.master": "spark://spark-master:7077",
+        "spark.sql.shuffle.partitions": "64",
+        "spark.driver.memory": "6g",
+        "spark.jars.packages": "org.apache.hadoop:hadoop-aws:3.4.1",
+    }
     assert "spark.jars.packages" not in spark_config("local[2]", 2, "1g")  # nothing to fetch by default
 
 
 def test_a_spark_job_failing_mid_write_leaves_no_files_and_no_staging(warehouse, spark_engine, tmp_path):
     manager = ParquetIOManager(base_path=str(tmp_path))
     # Fails on the executors, while writing (Spark 4's ANSI casts refuse 'x' as an integer).
-    frame = spark_engine.query_table("SELECT event_date, CAST(CASE WHEN customer_id > 0 THEN 'x' END AS INT) AS broken FROM logs",
-                               {"logs": warehouse.partition_files(LOGS, ["2026-01-03"])})
-    with pytest.raises(StorageError, match="(?s)Spark could not write raw/interaction_logs under .*CAST_INVALID_INPUT.*re-run the range"):
+    frame = spark_engine.query_table(
+        "SELECT event_date, CAST(CASE WHEN customer_id > 0 THEN 'x' END AS INT) AS broken FROM logs",
+        {"logs": warehouse.partition_files(LOGS, ["2026-01-03"])},
+    )
+    with pytest.raises(
+        StorageError,
+        match="(?s)Spark could not write raw/interaction_logs under .*CAST_INVALID_INPUT.*re-run the range",
+    ):
         manager.write_partitions(LOGS, ["2026-01-03"], frame, "event_date")
     assert not manager.path_for(LOGS, "2026-01-03").exists()
     assert not staging_left(tmp_path)

@@ -18,19 +18,28 @@ def logs(rows):
 
 
 def sentiment(rows):
-    return pd.DataFrame(rows, columns=["ticket_id", "customer_id", "updated_date", "sentiment", "sentiment_label"])
+    return pd.DataFrame(
+        rows, columns=["ticket_id", "customer_id", "updated_date", "sentiment", "sentiment_label"]
+    )
 
 
 def test_daily_activity_counts_events_sessions_spend_and_tickets():
     activity = compute_daily_activity(
-        logs([
-            (1, "login", "2026-01-05T08:00Z", "a", "pro", None),
-            (1, "purchase", "2026-01-05T09:00Z", "a", "pro", 10.0),
-            (1, "purchase", "2026-01-05T20:00Z", "b", "enterprise", 5.5),
-            (2, "page_view", "2026-01-05T10:00Z", "c", "basic", None),
-        ]),
-        sentiment([(11, 1, D(2026, 1, 5), -0.8, "negative"), (12, 1, D(2026, 1, 5), 0.2, "positive"),
-                   (13, 3, D(2026, 1, 5), 0.0, "neutral")]),
+        logs(
+            [
+                (1, "login", "2026-01-05T08:00Z", "a", "pro", None),
+                (1, "purchase", "2026-01-05T09:00Z", "a", "pro", 10.0),
+                (1, "purchase", "2026-01-05T20:00Z", "b", "enterprise", 5.5),
+                (2, "page_view", "2026-01-05T10:00Z", "c", "basic", None),
+            ]
+        ),
+        sentiment(
+            [
+                (11, 1, D(2026, 1, 5), -0.8, "negative"),
+                (12, 1, D(2026, 1, 5), 0.2, "positive"),
+                (13, 3, D(2026, 1, 5), 0.0, "neutral"),
+            ]
+        ),
     ).set_index("customer_id")
     assert activity.loc[1, ["events", "logins", "purchases", "sessions"]].tolist() == [3, 1, 2, 2]
     assert activity.loc[1, "spend"] == pytest.approx(15.5)
@@ -45,12 +54,26 @@ def test_daily_activity_counts_events_sessions_spend_and_tickets():
 def activity_rows(customer_id, days_events, tickets=None, cancel_day=None):
     rows = []
     for day, events in days_events.items():
-        rows.append({"customer_id": customer_id, "activity_date": day, "events": events, "logins": 0,
-                     "page_views": events, "feature_uses": 0, "support_visits": 0, "purchases": 0,
-                     "cancellations": int(day == cancel_day), "sessions": 1 if events else 0, "spend": 0.0,
-                     "plan": "pro" if events else None, "tickets": (tickets or {}).get(day, 0), "negative_tickets": 0,
-                     "mean_sentiment": -0.5 if (tickets or {}).get(day) else None,
-                     "min_sentiment": -0.5 if (tickets or {}).get(day) else None})
+        rows.append(
+            {
+                "customer_id": customer_id,
+                "activity_date": day,
+                "events": events,
+                "logins": 0,
+                "page_views": events,
+                "feature_uses": 0,
+                "support_visits": 0,
+                "purchases": 0,
+                "cancellations": int(day == cancel_day),
+                "sessions": 1 if events else 0,
+                "spend": 0.0,
+                "plan": "pro" if events else None,
+                "tickets": (tickets or {}).get(day, 0),
+                "negative_tickets": 0,
+                "mean_sentiment": -0.5 if (tickets or {}).get(day) else None,
+                "min_sentiment": -0.5 if (tickets or {}).get(day) else None,
+            }
+        )
     return rows
 
 
@@ -74,7 +97,9 @@ def test_recency_trend_and_churned_customers():
     as_of = D(2026, 3, 1)
     fading = {as_of - dt.timedelta(days=k): (0 if k < 10 else 2) for k in range(0, 30)}
     cancelled = {as_of - dt.timedelta(days=k): 1 for k in range(5, 30)}
-    frame = pd.DataFrame(activity_rows(1, fading) + activity_rows(2, cancelled, cancel_day=as_of - dt.timedelta(days=5)))
+    frame = pd.DataFrame(
+        activity_rows(1, fading) + activity_rows(2, cancelled, cancel_day=as_of - dt.timedelta(days=5))
+    )
     features = compute_customer_features(frame, [as_of.isoformat()]).set_index("customer_id")
     assert features.loc[1, "days_since_last_event"] == 10
     assert features.loc[1, "activity_trend"] == pytest.approx(0.0)

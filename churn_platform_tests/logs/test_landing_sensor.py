@@ -22,7 +22,17 @@ THREE_DAYS_AGO = (TODAY - dt.timedelta(days=3)).date().isoformat()
 
 
 def event_line(day: str, customer: int = 1) -> str:
-    return json.dumps({"customer_id": customer, "event_type": "login", "timestamp": f"{day}T10:00:00Z", "properties": {}}) + "\n"
+    return (
+        json.dumps(
+            {
+                "customer_id": customer,
+                "event_type": "login",
+                "timestamp": f"{day}T10:00:00Z",
+                "properties": {},
+            }
+        )
+        + "\n"
+    )
 
 
 @pytest.fixture(params=["local", "s3", "gcs"])
@@ -37,7 +47,9 @@ def platform(request, tmp_path, monkeypatch):
 
 
 def evaluate(sensor, instance, zone, cursor=None):
-    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"landing_zone": zone}) as context:
+    with dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"landing_zone": zone}
+    ) as context:
         return sensor(context)
 
 
@@ -84,7 +96,11 @@ def test_changes_are_per_day_and_each_state_counts_once(platform):
 
 def test_sensor_requests_one_run_per_day_and_survives_a_lost_cursor(platform):
     settings, zone = platform
-    defs = build_definitions(dataclasses.replace(settings, automation=dataclasses.replace(settings.automation, landing_quiet_seconds=0)))
+    defs = build_definitions(
+        dataclasses.replace(
+            settings, automation=dataclasses.replace(settings.automation, landing_quiet_seconds=0)
+        )
+    )
     sensor = defs.resolve_sensor_def("interaction_logs_landing_sensor")
     for n in range(4):
         zone.write_file(YESTERDAY, f"part-{n}.jsonl", event_line(YESTERDAY, n))
@@ -100,7 +116,9 @@ def test_sensor_requests_one_run_per_day_and_survives_a_lost_cursor(platform):
 
         # The run the sensor asked for records the day's fingerprint ...
         materialized = dg.materialize(
-            [defs.get_assets_def(["raw", "interaction_logs"])], instance=instance, partition_key=YESTERDAY,
+            [defs.get_assets_def(["raw", "interaction_logs"])],
+            instance=instance,
+            partition_key=YESTERDAY,
             resources=build_resources(settings),
         )
         assert materialized.success
@@ -119,14 +137,20 @@ def test_s3_listing_pages_through_a_day_with_more_than_a_thousand_files(s3_serve
     bucket, prefix = settings.storage.landing_dir.removeprefix("s3://").split("/", 1)
     client = s3_server.client()
     for n in range(1205):  # ListObjectsV2 returns at most 1,000 keys a page
-        client.put_object(Bucket=bucket, Key=f"{prefix}/interaction_logs/date={YESTERDAY}/f{n:05d}.jsonl", Body=b"{}\n")
+        client.put_object(
+            Bucket=bucket, Key=f"{prefix}/interaction_logs/date={YESTERDAY}/f{n:05d}.jsonl", Body=b"{}\n"
+        )
     files = zone.list_day(YESTERDAY)
     assert len(files) == 1205 and len({f.version for f in files}) == 1  # same bytes, same ETag
 
 
 def test_a_tick_that_catches_files_still_arriving_waits_out_the_quiet_period(platform):
     settings, zone = platform
-    defs = build_definitions(dataclasses.replace(settings, automation=dataclasses.replace(settings.automation, landing_quiet_seconds=2)))
+    defs = build_definitions(
+        dataclasses.replace(
+            settings, automation=dataclasses.replace(settings.automation, landing_quiet_seconds=2)
+        )
+    )
     sensor = defs.resolve_sensor_def("interaction_logs_landing_sensor")
     zone.write_file(YESTERDAY, "part-0.jsonl", event_line(YESTERDAY, 0))
     with dg.instance_for_test() as instance:

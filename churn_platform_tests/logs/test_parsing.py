@@ -9,8 +9,12 @@ from churn_platform.logs.parsing import LOG_COLUMNS, LandingFileError, parse_log
 
 
 def line(**overrides) -> str:
-    event = {"customer_id": 7, "event_type": "purchase", "timestamp": "2026-01-05T10:11:12.5Z",
-             "properties": {"session_id": "s1", "plan": "pro", "amount": 12.5, "coupon": "X"}}
+    event = {
+        "customer_id": 7,
+        "event_type": "purchase",
+        "timestamp": "2026-01-05T10:11:12.5Z",
+        "properties": {"session_id": "s1", "plan": "pro", "amount": 12.5, "coupon": "X"},
+    }
     event.update(overrides)
     return json.dumps(event)
 
@@ -20,7 +24,9 @@ def parse(*lines: str):
 
 
 def test_valid_lines_become_a_typed_table_keeping_unknown_properties():
-    frame = parse(line(), line(customer_id=8, event_type="login", properties={"session_id": "s2", "plan": "basic"}))
+    frame = parse(
+        line(), line(customer_id=8, event_type="login", properties={"session_id": "s2", "plan": "basic"})
+    )
     assert list(frame.columns) == list(LOG_COLUMNS)
     assert frame["customer_id"].tolist() == [7, 8]
     assert frame["event_date"].tolist() == [dt.date(2026, 1, 5)] * 2
@@ -63,7 +69,9 @@ def test_empty_file_gives_an_empty_typed_table():
 
 def test_a_day_without_files_fails_naming_the_folder(tmp_path):
     zone = LandingZone(base_path=str(tmp_path))
-    with pytest.raises(LandingFileError, match=r"no interaction-log files for 2026-01-05 under .*date=2026-01-05"):
+    with pytest.raises(
+        LandingFileError, match=r"no interaction-log files for 2026-01-05 under .*date=2026-01-05"
+    ):
         read_landing_day(zone, "2026-01-05")
 
 

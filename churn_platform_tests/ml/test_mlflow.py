@@ -33,10 +33,16 @@ def trained(tmp_path_factory):
     defs = build_definitions(settings)
     plan = DemoPlan.for_days(START, DAYS)
     with dg.instance_for_test() as instance:
-        for job, tags, key in (("daily_ingestion_job", partition_range_tags(plan.first_day, plan.last_day), None),
-                               ("labels_job", partition_range_tags(plan.first_day, plan.last_labelled_day), None),
-                               ("training_job", {}, plan.last_labelled_day)):
-            assert defs.resolve_job_def(job).execute_in_process(instance=instance, tags=tags, partition_key=key).success
+        for job, tags, key in (
+            ("daily_ingestion_job", partition_range_tags(plan.first_day, plan.last_day), None),
+            ("labels_job", partition_range_tags(plan.first_day, plan.last_labelled_day), None),
+            ("training_job", {}, plan.last_labelled_day),
+        ):
+            assert (
+                defs.resolve_job_def(job)
+                .execute_in_process(instance=instance, tags=tags, partition_key=key)
+                .success
+            )
         yield settings, defs, instance, plan
 
 
@@ -54,9 +60,13 @@ def test_training_run_is_tracked_with_metrics_plots_lineage_and_registered(train
     assert run.data.params["training_cutoff"] == plan.last_labelled_day
     assert run.data.tags["dagster.partition"] == plan.last_labelled_day
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
-    assert artifacts == {f"plots/{n}" for n in ("roc_curve.png", "precision_recall_curve.png", "calibration.png", "feature_importance.png")}
+    assert artifacts == {
+        f"plots/{n}"
+        for n in ("roc_curve.png", "precision_recall_curve.png", "calibration.png", "feature_importance.png")
+    }
     lineage = client.download_artifacts(run.info.run_id, "lineage.json")
     import json
+
     with open(lineage) as handle:
         files = json.load(handle)["files"]
     assert files and all(len(f["sha256"]) == 64 for f in files)
@@ -78,8 +88,11 @@ def test_a_model_trained_on_shuffled_labels_is_registered_but_not_promoted(train
 
     path.write_bytes(table_to_parquet(pa.Table.from_pandas(table, preserve_index=False)).to_pybytes())
     result = defs.resolve_job_def("training_job").execute_in_process(
-        instance=instance, partition_key=cutoff, raise_on_error=False,
-        asset_selection=[MODEL, dg.AssetKey(["backups", "model_snapshot"])])
+        instance=instance,
+        partition_key=cutoff,
+        raise_on_error=False,
+        asset_selection=[MODEL, dg.AssetKey(["backups", "model_snapshot"])],
+    )
     (evaluation,) = result.get_asset_check_evaluations()
     assert not evaluation.passed
     assert "version 2 not promoted" in evaluation.description and "below the floor" in evaluation.description
@@ -87,10 +100,20 @@ def test_a_model_trained_on_shuffled_labels_is_registered_but_not_promoted(train
     assert str(client.get_model_version_by_alias("churn_model", "champion").version) == "1"
     assert client.get_model_version("churn_model", "2").tags["promotion"] == "rejected"
     # The blocking check stopped the backup of the rejected model; the champion keeps scoring.
-    assert not any(e.asset_key == dg.AssetKey(["backups", "model_snapshot"]) for e in result.get_asset_materialization_events())
-    scored = defs.resolve_job_def("scoring_job").execute_in_process(instance=instance, partition_key=plan.last_day)
+    assert not any(
+        e.asset_key == dg.AssetKey(["backups", "model_snapshot"])
+        for e in result.get_asset_materialization_events()
+    )
+    scored = defs.resolve_job_def("scoring_job").execute_in_process(
+        instance=instance, partition_key=plan.last_day
+    )
     assert scored.success
-    assert instance.get_latest_materialization_event(dg.AssetKey(["ml", "churn_scores"])).asset_materialization.metadata["model_version"].value == "1"
+    assert (
+        instance.get_latest_materialization_event(dg.AssetKey(["ml", "churn_scores"]))
+        .asset_materialization.metadata["model_version"]
+        .value
+        == "1"
+    )
 
 
 def test_retraining_the_same_partition_with_the_same_seed_gives_the_same_metrics():
@@ -104,17 +127,39 @@ def test_retraining_the_same_partition_with_the_same_seed_gives_the_same_metrics
 def test_tracking_and_registry_through_a_real_mlflow_server(tmp_path):
     port = servers.free_port()
     server = subprocess.Popen(
-        [os.path.join(os.path.dirname(sys.executable), "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path}/server.db", "--artifacts-destination", str(tmp_path / "artifacts"),
-         "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            os.path.join(os.path.dirname(sys.executable), "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path}/server.db",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         servers.wait_for_port(port, timeout=90)
         resource = MLflowTracking(tracking_uri=f"http://127.0.0.1:{port}", ui_url=f"http://127.0.0.1:{port}")
-        model = train_churn_model(synthetic_table(rows=1500), id_column="account", label_column="label", exclude=())
-        record = resource.log_training(model.pipeline, model.holdout.features, {"seed": 0}, model.metrics,
-                                       {"dagster.partition": "2026-03-01"}, {"files": []}, {}, "server test")
+        model = train_churn_model(
+            synthetic_table(rows=1500), id_column="account", label_column="label", exclude=()
+        )
+        record = resource.log_training(
+            model.pipeline,
+            model.holdout.features,
+            {"seed": 0},
+            model.metrics,
+            {"dagster.partition": "2026-03-01"},
+            {"files": []},
+            {},
+            "server test",
+        )
         assert resource.champion_version() is None
         resource.promote(record.version, "test")
         pipeline, version = resource.load_champion()

@@ -28,9 +28,16 @@ def run_platform(settings):
     generate_into(settings, days=DAYS, customers=CUSTOMERS, seed=5)
     with dg.instance_for_test() as instance:
         # Small data makes a weak model; the gate is not what these tests are about.
-        run_demo(build_definitions(settings), instance, DemoPlan.for_days(START, DAYS), log=lambda *_: None,
-                 gate=PERMISSIVE_GATE)
-        model = instance.get_latest_materialization_event(dg.AssetKey(["ml", "churn_model"])).asset_materialization
+        run_demo(
+            build_definitions(settings),
+            instance,
+            DemoPlan.for_days(START, DAYS),
+            log=lambda *_: None,
+            gate=PERMISSIVE_GATE,
+        )
+        model = instance.get_latest_materialization_event(
+            dg.AssetKey(["ml", "churn_model"])
+        ).asset_materialization
         return model.metadata
 
 
@@ -40,7 +47,7 @@ def warehouse_hashes(settings) -> dict[str, str]:
     root = open_path(settings.storage.warehouse_dir, build_connection(settings))
     hashes = {}
     for path in root.rglob("*.parquet"):
-        name = str(path)[len(str(root)):].lstrip("/")
+        name = str(path)[len(str(root)) :].lstrip("/")
         if name.startswith("ml/churn_scores/"):
             frame = pd.read_parquet(path.open("rb")).drop(columns=["model_version"])
             hashes[name] = str(pd.util.hash_pandas_object(frame).sum())
@@ -57,15 +64,21 @@ def local_run(tmp_path_factory):
 
 
 @pytest.mark.parametrize("store", ["s3", "gcs"])
-def test_whole_graph_on_an_object_store_equals_the_local_run(store, local_run, request, monkeypatch, tmp_path):
+def test_whole_graph_on_an_object_store_equals_the_local_run(
+    store, local_run, request, monkeypatch, tmp_path
+):
     if store == "s3":
-        settings = s3_settings(request.getfixturevalue("s3_server"), monkeypatch, str(tmp_path), versioned=True)
+        settings = s3_settings(
+            request.getfixturevalue("s3_server"), monkeypatch, str(tmp_path), versioned=True
+        )
     else:
         settings = gcs_settings(request.getfixturevalue("gcs_server"), str(tmp_path))
     model_metadata = run_platform(settings)
     local_hashes, local_model = local_run
     remote_hashes = warehouse_hashes(settings)
-    assert len(local_hashes) == DAYS * 5 + (DAYS - 30) + 1 + 7 + 7  # daily, labels, training set, scores, drift
+    assert (
+        len(local_hashes) == DAYS * 5 + (DAYS - 30) + 1 + 7 + 7
+    )  # daily, labels, training set, scores, drift
     assert remote_hashes == local_hashes
     scheme = {"s3": "s3://", "gcs": "gs://"}[store]
     assert str(model_metadata["uri"].value).startswith(scheme)
@@ -76,7 +89,9 @@ def test_whole_graph_on_an_object_store_equals_the_local_run(store, local_run, r
 
 def test_versioned_bucket_versions_are_recorded(s3_server, monkeypatch, tmp_path):
     settings = s3_settings(s3_server, monkeypatch, str(tmp_path), versioned=True)
-    manager = ParquetIOManager(base_path=settings.storage.warehouse_dir, connection=build_connection(settings))
+    manager = ParquetIOManager(
+        base_path=settings.storage.warehouse_dir, connection=build_connection(settings)
+    )
 
     @dg.asset(partitions_def=dg.DailyPartitionsDefinition(start_date="2026-01-01"))
     def things() -> pd.DataFrame:
@@ -85,10 +100,14 @@ def test_versioned_bucket_versions_are_recorded(s3_server, monkeypatch, tmp_path
     versions = []
     for _ in range(2):
         result = dg.materialize([things], partition_key="2026-01-02", resources={"io_manager": manager})
-        versions.append(result.get_asset_materialization_events()[0].materialization.metadata["object_version"].value)
-    bucket, key = settings.storage.warehouse_dir[len("s3://"):].split("/", 1)
+        versions.append(
+            result.get_asset_materialization_events()[0].materialization.metadata["object_version"].value
+        )
+    bucket, key = settings.storage.warehouse_dir[len("s3://") :].split("/", 1)
     listed = s3_server.client().list_object_versions(Bucket=bucket, Prefix=f"{key}/things/2026-01-02.parquet")
-    assert sorted(versions) == sorted(v["VersionId"] for v in listed["Versions"]) and versions[0] != versions[1]
+    assert (
+        sorted(versions) == sorted(v["VersionId"] for v in listed["Versions"]) and versions[0] != versions[1]
+    )
 
 
 def test_server_outage_fails_clearly_keeps_the_previous_object_and_a_retry_succeeds(monkeypatch):
@@ -97,8 +116,13 @@ def test_server_outage_fails_clearly_keeps_the_previous_object_and_a_retry_succe
     server = servers.start_s3()
     port = int(server.endpoint.rsplit(":", 1)[1])
     bucket = server.new_bucket()
-    connection = ObjectStoreConnection(endpoint_url=server.endpoint, region="us-east-1", retries=1,
-                                       access_key_id="testing", secret_access_key="testing")
+    connection = ObjectStoreConnection(
+        endpoint_url=server.endpoint,
+        region="us-east-1",
+        retries=1,
+        access_key_id="testing",
+        secret_access_key="testing",
+    )
     manager = ParquetIOManager(base_path=f"s3://{bucket}/wh", connection=connection)
     value = {"x": 1}
 
@@ -111,7 +135,9 @@ def test_server_outage_fails_clearly_keeps_the_previous_object_and_a_retry_succe
 
     server.server.stop()  # the store goes away mid-operation
     value["x"] = 2
-    result = dg.materialize([things], partition_key="2026-01-02", resources={"io_manager": manager}, raise_on_error=False)
+    result = dg.materialize(
+        [things], partition_key="2026-01-02", resources={"io_manager": manager}, raise_on_error=False
+    )
     assert not result.success
     error = result.get_step_failure_events()[0].event_specific_data.error.to_string()
     assert f"could not write s3://{bucket}/wh/things/2026-01-02.parquet" in error
@@ -123,10 +149,14 @@ def test_server_outage_fails_clearly_keeps_the_previous_object_and_a_retry_succe
     restarted.start()
     try:
         servers.wait_for_port(port)
-        after_failure = server.client().get_object(Bucket=bucket, Key="wh/things/2026-01-02.parquet")["Body"].read()
+        after_failure = (
+            server.client().get_object(Bucket=bucket, Key="wh/things/2026-01-02.parquet")["Body"].read()
+        )
         assert after_failure == before
         assert dg.materialize([things], partition_key="2026-01-02", resources={"io_manager": manager}).success
-        final = pd.read_parquet(open_path(f"s3://{bucket}/wh/things/2026-01-02.parquet", connection).open("rb"))
+        final = pd.read_parquet(
+            open_path(f"s3://{bucket}/wh/things/2026-01-02.parquet", connection).open("rb")
+        )
         assert set(final["x"]) == {2}
     finally:
         restarted.stop()
@@ -146,7 +176,9 @@ def test_missing_bucket_names_the_uri(store, request, monkeypatch, tmp_path):
     def things() -> pd.DataFrame:
         return pd.DataFrame({"x": [1]})
 
-    result = dg.materialize([things], partition_key="2026-01-02", resources={"io_manager": manager}, raise_on_error=False)
+    result = dg.materialize(
+        [things], partition_key="2026-01-02", resources={"io_manager": manager}, raise_on_error=False
+    )
     error = result.get_step_failure_events()[0].event_specific_data.error.to_string()
     assert f"could not write {base}/things/2026-01-02.parquet" in error
     assert "does not exist" in error or "NotFound" in error or "404" in error
@@ -155,8 +187,13 @@ def test_missing_bucket_names_the_uri(store, request, monkeypatch, tmp_path):
 def test_wrong_credentials_are_reported_with_what_to_check():
     endpoint, process = servers.start_s3_with_auth()
     try:
-        connection = ObjectStoreConnection(endpoint_url=endpoint, region="us-east-1", retries=1,
-                                           access_key_id="AKIAWRONG", secret_access_key="wrong")
+        connection = ObjectStoreConnection(
+            endpoint_url=endpoint,
+            region="us-east-1",
+            retries=1,
+            access_key_id="AKIAWRONG",
+            secret_access_key="wrong",
+        )
         manager = ParquetIOManager(base_path="s3://any-bucket/wh", connection=connection)
 
         @dg.asset

@@ -21,13 +21,23 @@ daily = dg.DailyPartitionsDefinition(start_date="2026-01-01")
 
 
 def make_assets(frame_for_range):
-    @dg.asset(key=["raw", "things"], partitions_def=daily, backfill_policy=dg.BackfillPolicy.single_run(),
-              metadata={"partition_column": "day"})
+    @dg.asset(
+        key=["raw", "things"],
+        partitions_def=daily,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        metadata={"partition_column": "day"},
+    )
     def things(context: dg.AssetExecutionContext) -> pd.DataFrame:
         return frame_for_range(context.partition_keys)
 
-    @dg.asset(partitions_def=daily, ins={"things": dg.AssetIn(
-        key=["raw", "things"], partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-2))})
+    @dg.asset(
+        partitions_def=daily,
+        ins={
+            "things": dg.AssetIn(
+                key=["raw", "things"], partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-2)
+            )
+        },
+    )
     def window_sum(things: pd.DataFrame) -> pd.DataFrame:
         # Echo what was loaded, so the test can see exactly which rows and files arrived.
         window_sum.loaded = things
@@ -38,25 +48,32 @@ def make_assets(frame_for_range):
 
 def rows_for(keys):
     return pd.DataFrame(
-        {"day": [dt.date.fromisoformat(k) for k in keys for _ in range(2)],
-         "value": [i for i, _ in enumerate(keys) for _ in range(2)],
-         "at": pd.to_datetime([f"{k}T10:00:00.123456789Z" for k in keys for _ in range(2)])}
+        {
+            "day": [dt.date.fromisoformat(k) for k in keys for _ in range(2)],
+            "value": [i for i, _ in enumerate(keys) for _ in range(2)],
+            "at": pd.to_datetime([f"{k}T10:00:00.123456789Z" for k in keys for _ in range(2)]),
+        }
     )
 
 
 def test_range_output_is_split_into_one_file_per_partition_and_loads_back(tmp_path):
     manager = ParquetIOManager(base_path=str(tmp_path))
     things, window_sum = make_assets(rows_for)
-    result = dg.materialize([things], resources={"io_manager": manager},
-                            tags=partition_range_tags("2026-01-01", "2026-01-04"))
+    result = dg.materialize(
+        [things], resources={"io_manager": manager}, tags=partition_range_tags("2026-01-01", "2026-01-04")
+    )
     assert result.success
     written = sorted(p.name for p in (tmp_path / "raw" / "things").iterdir())
     assert written == ["2026-01-01.parquet", "2026-01-02.parquet", "2026-01-03.parquet", "2026-01-04.parquet"]
     third = pd.read_parquet(tmp_path / "raw" / "things" / "2026-01-03.parquet")
     assert third["day"].tolist() == [dt.date(2026, 1, 3)] * 2 and third["value"].tolist() == [2, 2]
 
-    result = dg.materialize([things, window_sum], selection=[window_sum], partition_key="2026-01-04",
-                            resources={"io_manager": manager})
+    result = dg.materialize(
+        [things, window_sum],
+        selection=[window_sum],
+        partition_key="2026-01-04",
+        resources={"io_manager": manager},
+    )
     assert result.success
     loaded = window_sum.loaded
     assert loaded["value"].tolist() == [1, 1, 2, 2, 3, 3]  # the three days up to 2026-01-04, in order
@@ -94,10 +111,16 @@ def test_parquet_is_readable_by_spark_and_duckdb_conventions(tmp_path):
 def test_rows_outside_the_run_range_fail_and_write_nothing(tmp_path):
     manager = ParquetIOManager(base_path=str(tmp_path))
     things, _ = make_assets(lambda keys: rows_for(keys + ["2026-02-01"]))
-    result = dg.materialize([things], resources={"io_manager": manager}, raise_on_error=False,
-                            tags=partition_range_tags("2026-01-01", "2026-01-03"))
+    result = dg.materialize(
+        [things],
+        resources={"io_manager": manager},
+        raise_on_error=False,
+        tags=partition_range_tags("2026-01-01", "2026-01-03"),
+    )
     assert not result.success
-    assert "outside the partitions being written" in str(result.get_step_failure_events()[0].event_specific_data.error)
+    assert "outside the partitions being written" in str(
+        result.get_step_failure_events()[0].event_specific_data.error
+    )
     assert not (tmp_path / "raw" / "things").exists()
 
 
@@ -110,8 +133,13 @@ def test_missing_upstream_partition_names_the_uri_and_the_fix(tmp_path):
     manager = ParquetIOManager(base_path=str(tmp_path))
     things, window_sum = make_assets(rows_for)
     dg.materialize([things], partition_key="2026-01-03", resources={"io_manager": manager})
-    result = dg.materialize([things, window_sum], selection=[window_sum], partition_key="2026-01-03",
-                            resources={"io_manager": manager}, raise_on_error=False)
+    result = dg.materialize(
+        [things, window_sum],
+        selection=[window_sum],
+        partition_key="2026-01-03",
+        resources={"io_manager": manager},
+        raise_on_error=False,
+    )
     assert not result.success
     message = str(result.get_step_failure_events()[0].event_specific_data.error)
     assert "raw/things partition 2026-01-01 is not materialized" in message
@@ -158,5 +186,7 @@ def test_engines_get_the_files_of_the_partitions_and_a_missing_one_is_named(tmp_
     files = manager.partition_files(key, ["2026-01-01", "2026-01-02"])
     assert files.uris == [str(tmp_path / "raw" / "things" / f"2026-01-0{d}.parquet") for d in (1, 2)]
     assert files.read_arrow().column("value").to_pylist() == [1, 2]
-    with pytest.raises(StorageError, match="raw/things partition 2026-01-03 is not materialized: .*2026-01-03.parquet"):
+    with pytest.raises(
+        StorageError, match="raw/things partition 2026-01-03 is not materialized: .*2026-01-03.parquet"
+    ):
         manager.partition_files(key, ["2026-01-02", "2026-01-03"])

@@ -27,22 +27,37 @@ def generate_into(settings: PlatformSettings, days: int, customers: int, seed: i
     return write_generated(data, landing_zone, settings.storage.crm_export_path, landing_zone.connection)
 
 
-def s3_settings(s3_server: servers.S3Server, monkeypatch, mlflow_dir: str, versioned: bool = False) -> PlatformSettings:
+def s3_settings(
+    s3_server: servers.S3Server, monkeypatch, mlflow_dir: str, versioned: bool = False
+) -> PlatformSettings:
     for name, value in S3_TEST_ENV.items():
         monkeypatch.setenv(name, value)
-    return load_settings({
-        "CHURN_ENV": "s3", "CHURN_S3_BUCKET": s3_server.new_bucket(versioned=versioned),
-        "CHURN_S3_BACKUP_BUCKET": s3_server.new_bucket(versioned=True), "CHURN_S3_ENDPOINT_URL": s3_server.endpoint,
-        "CHURN_START_DATE": START.isoformat(), "AWS_REGION": "us-east-1", "CHURN_MLFLOW_DIR": mlflow_dir,
-    })
+    return load_settings(
+        {
+            "CHURN_ENV": "s3",
+            "CHURN_S3_BUCKET": s3_server.new_bucket(versioned=versioned),
+            "CHURN_S3_BACKUP_BUCKET": s3_server.new_bucket(versioned=True),
+            "CHURN_S3_ENDPOINT_URL": s3_server.endpoint,
+            "CHURN_START_DATE": START.isoformat(),
+            "AWS_REGION": "us-east-1",
+            "CHURN_MLFLOW_DIR": mlflow_dir,
+        }
+    )
 
 
 def gcs_settings(gcs_server: servers.GCSServer, mlflow_dir: str) -> PlatformSettings:
-    return load_settings({
-        "CHURN_ENV": "gcs", "CHURN_GCS_BUCKET": gcs_server.new_bucket(), "CHURN_GCS_BACKUP_BUCKET": gcs_server.new_bucket(),
-        "CHURN_GCS_ENDPOINT_URL": gcs_server.endpoint, "CHURN_GCS_TOKEN": "anon", "GOOGLE_CLOUD_PROJECT": "test",
-        "CHURN_START_DATE": START.isoformat(), "CHURN_MLFLOW_DIR": mlflow_dir,
-    })
+    return load_settings(
+        {
+            "CHURN_ENV": "gcs",
+            "CHURN_GCS_BUCKET": gcs_server.new_bucket(),
+            "CHURN_GCS_BACKUP_BUCKET": gcs_server.new_bucket(),
+            "CHURN_GCS_ENDPOINT_URL": gcs_server.endpoint,
+            "CHURN_GCS_TOKEN": "anon",
+            "GOOGLE_CLOUD_PROJECT": "test",
+            "CHURN_START_DATE": START.isoformat(),
+            "CHURN_MLFLOW_DIR": mlflow_dir,
+        }
+    )
 
 
 def synthetic_table(rows: int = 3000, seed: int = 0) -> pd.DataFrame:
@@ -53,5 +68,12 @@ def synthetic_table(rows: int = 3000, seed: int = 0) -> pd.DataFrame:
     risk = -1.5 * usage + np.where(segment == "smb", 1.0, 0.0) + rng.normal(0, 1, rows)
     churned = risk > np.quantile(risk, 0.85)
     mood = np.where(rng.random(rows) < 0.3, np.nan, -risk / 5 + rng.normal(0, 0.2, rows))
-    return pd.DataFrame({"account": np.arange(rows), "usage": usage, "mood": mood,
-                         "segment": pd.Series(segment, dtype="string"), "label": churned})
+    return pd.DataFrame(
+        {
+            "account": np.arange(rows),
+            "usage": usage,
+            "mood": mood,
+            "segment": pd.Series(segment, dtype="string"),
+            "label": churned,
+        }
+    )

@@ -58,7 +58,11 @@ class DagsterDev:
         log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(
             [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(self.port)],
-            cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=REPO_ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         wait_for_port(self.port, timeout=timeout)
         wait_until(self._daemons_healthy, timeout, "the Dagster daemons to report healthy", interval=1)
@@ -71,8 +75,12 @@ class DagsterDev:
             data = self.graphql("{ instance { daemonHealth { allDaemonStatuses { daemonType healthy } } } }")
         except GraphQLError:
             return False
-        statuses = {d["daemonType"]: d["healthy"] for d in data["instance"]["daemonHealth"]["allDaemonStatuses"]}
-        return all(statuses.get(name) for name in ("SENSOR", "SCHEDULER", "QUEUED_RUN_COORDINATOR", "BACKFILL"))
+        statuses = {
+            d["daemonType"]: d["healthy"] for d in data["instance"]["daemonHealth"]["allDaemonStatuses"]
+        }
+        return all(
+            statuses.get(name) for name in ("SENSOR", "SCHEDULER", "QUEUED_RUN_COORDINATOR", "BACKFILL")
+        )
 
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         return graphql(self.url, query, variables, timeout=30)
@@ -96,7 +104,9 @@ def run_seed(env: Mapping[str, str], first: str, last: str, home: Path) -> None:
     """Materialize the history in a separate process (so that it sees the platform's environment)."""
     subprocess.run(
         [sys.executable, "-m", "churn_platform_tests.support.stack", "seed", first, last],
-        cwd=REPO_ROOT, env={**os.environ, **env, "DAGSTER_HOME": str(home)}, check=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, **env, "DAGSTER_HOME": str(home)},
+        check=True,
     )
 
 
@@ -114,15 +124,22 @@ def _seed(first: str, last: str) -> None:
     crm = [keys.CRM_TICKETS, keys.TICKET_SENTIMENT]
     steps = [
         ("daily_ingestion_job", {"tags": partition_range_tags(first, before_last)}),
-        ("daily_ingestion_job", {"partition_key": last, "asset_selection": crm}),  # as the daily schedule would
+        (
+            "daily_ingestion_job",
+            {"partition_key": last, "asset_selection": crm},
+        ),  # as the daily schedule would
         ("labels_job", {"tags": partition_range_tags(first, last_labelled)}),
-        ("training_job", {"partition_key": last_labelled,
-                          "run_config": promotion_gate_run_config(PERMISSIVE_GATE)}),
+        (
+            "training_job",
+            {"partition_key": last_labelled, "run_config": promotion_gate_run_config(PERMISSIVE_GATE)},
+        ),
         ("scoring_job", {"tags": partition_range_tags((last_day - 7 * day).isoformat(), before_last)}),
     ]
     with dg.DagsterInstance.get() as instance:
         for job_name, kwargs in steps:
-            result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, raise_on_error=True, **kwargs)
+            result = defs.resolve_job_def(job_name).execute_in_process(
+                instance=instance, raise_on_error=True, **kwargs
+            )
             assert result.success, job_name
 
 

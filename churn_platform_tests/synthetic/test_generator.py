@@ -37,4 +37,7 @@ def test_churners_fade_cancel_and_complain_before_leaving():
     tickets = pd.DataFrame(data.tickets)
     churner_ids = set(customers[customers.churn_day.notna()].customer_id)
     negative = tickets.tags.map(lambda t: t == ["negative"])
-    assert negative[tickets.requester_id.isin(churner_ids)].mean() > negative[~tickets.requester_id.isin(churner_ids)].mean() + 0.2
+    assert (
+        negative[tickets.requester_id.isin(churner_ids)].mean()
+        > negative[~tickets.requester_id.isin(churner_ids)].mean() + 0.2
+    )
