@@ -7,25 +7,20 @@ import dagster as dg
 import pytest
 
 from churn_platform.definitions import build_definitions
+from churn_platform.orchestration import asset_keys as keys
 from churn_platform.orchestration.partitions import build_partitions
 from churn_platform.orchestration.schedules import newest_closed_partition
 from churn_platform.settings import SettingsError, load_settings
 
 AUTOMATED = [
-    "enriched/ticket_sentiment",
-    "features/customer_daily_activity",
-    "features/customer_features",
-    "ml/churn_labels",
-    "ml/churn_scores",
-    "ml/feature_drift",
+    keys.TICKET_SENTIMENT,
+    keys.CUSTOMER_DAILY_ACTIVITY,
+    keys.CUSTOMER_FEATURES,
+    keys.CHURN_LABELS,
+    keys.CHURN_SCORES,
+    keys.FEATURE_DRIFT,
 ]
-RETRIED = [
-    "raw/crm_tickets",
-    "raw/interaction_logs",
-    "ml/churn_model",
-    "ml/churn_scores",
-    "backups/model_snapshot",
-]
+RETRIED = [keys.CRM_TICKETS, keys.INTERACTION_LOGS, keys.CHURN_MODEL, keys.CHURN_SCORES, keys.MODEL_SNAPSHOT]
 
 
 def definitions(**env: str) -> dg.Definitions:
@@ -88,10 +83,9 @@ def test_schedules_request_the_newest_closed_partition_at_their_tick():
 def test_derived_assets_are_automated_and_external_calls_retried():
     graph = definitions().resolve_asset_graph()
     for key in graph.get_all_asset_keys():
-        node, name = graph.get(key), key.to_user_string()
-        assert (node.automation_condition is not None) == (name in AUTOMATED), name
+        assert (graph.get(key).automation_condition is not None) == (key in AUTOMATED), key
     defs = definitions()
-    for name in RETRIED:
-        policy = defs.get_assets_def(name.split("/")).op.retry_policy
-        assert policy is not None and policy.max_retries == 3, name
-        assert policy.backoff == dg.Backoff.EXPONENTIAL and policy.jitter == dg.Jitter.PLUS_MINUS, name
+    for key in RETRIED:
+        policy = defs.get_assets_def(key).op.retry_policy
+        assert policy is not None and policy.max_retries == 3, key
+        assert policy.backoff == dg.Backoff.EXPONENTIAL and policy.jitter == dg.Jitter.PLUS_MINUS, key

@@ -1,3 +1,4 @@
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -5,29 +6,15 @@ import sys
 import dagster as dg
 import pytest
 
-from churn_platform.definitions import defs
+from churn_platform.definitions import build_definitions, defs
+from churn_platform.orchestration import asset_keys as keys
 from churn_platform.resources import build_resources
 from churn_platform.settings import SettingsError, load_settings
-
-ASSETS = [
-    "raw/crm_tickets",
-    "raw/interaction_logs",
-    "enriched/ticket_sentiment",
-    "features/customer_daily_activity",
-    "features/customer_features",
-    "ml/churn_labels",
-    "ml/training_set",
-    "ml/churn_model",
-    "ml/churn_scores",
-    "ml/feature_drift",
-    "backups/model_snapshot",
-]
 
 
 def test_one_definitions_object_holds_the_whole_graph_grouped_by_prefix():
     graph = defs.resolve_asset_graph()
-    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == set(ASSETS)
+    assert set(graph.get_all_asset_keys()) == set(keys.ALL)
     for key in graph.get_all_asset_keys():
         assert graph.get(key).group_name == key.path[0]
     dg.Definitions.validate_loadable(defs)
@@ -35,15 +22,12 @@ def test_one_definitions_object_holds_the_whole_graph_grouped_by_prefix():
 
 def test_lineage_edges():
     graph = defs.resolve_asset_graph()
-    parents = lambda k: {p.to_user_string() for p in graph.get(dg.AssetKey(k.split("/"))).parent_keys}
-    assert parents("features/customer_daily_activity") == {
-        "raw/interaction_logs",
-        "enriched/ticket_sentiment",
-    }
-    assert parents("ml/training_set") == {"features/customer_features", "ml/churn_labels"}
-    assert parents("ml/churn_scores") == {"features/customer_features", "ml/churn_model"}
-    assert parents("backups/model_snapshot") == {"ml/churn_model"}
-    assert parents("ml/feature_drift") == {"features/customer_features", "ml/training_set"}
+    parents = lambda key: set(graph.get(key).parent_keys)
+    assert parents(keys.CUSTOMER_DAILY_ACTIVITY) == {keys.INTERACTION_LOGS, keys.TICKET_SENTIMENT}
+    assert parents(keys.TRAINING_SET) == {keys.CUSTOMER_FEATURES, keys.CHURN_LABELS}
+    assert parents(keys.CHURN_SCORES) == {keys.CUSTOMER_FEATURES, keys.CHURN_MODEL}
+    assert parents(keys.MODEL_SNAPSHOT) == {keys.CHURN_MODEL}
+    assert parents(keys.FEATURE_DRIFT) == {keys.CUSTOMER_FEATURES, keys.TRAINING_SET}
 
 
 def test_model_checks_are_registered():
@@ -68,8 +52,8 @@ def test_dagster_cli_lists_every_asset():
         timeout=120,
         check=True,
     ).stdout
-    for key in ASSETS:
-        assert key in out
+    for key in keys.ALL:
+        assert key.to_user_string() in out
 
 
 def test_unknown_environment_is_refused_with_the_choices():
@@ -104,3 +88,40 @@ def test_s3_credentials_are_env_var_references_never_values(monkeypatch):
 def test_malformed_start_date_is_refused_at_load_time():
     with pytest.raises(ValueError):
         load_settings({"CHURN_START_DATE": "01/02/2026"})
+
+
+def test_two_settings_objects_give_two_platforms_in_one_process():
+    """Everything time-shaped comes from the settings passed in, not from the environment at import."""
+    early = build_definitions(
+        load_settings(
+            {
+                "CHURN_START_DATE": "2026-01-01",
+                "CHURN_TRAINING_WINDOW_DAYS": "56",
+                "CHURN_LANDING_LOOKBACK_DAYS": "7",
+            }
+        )
+    )
+    late = build_definitions(
+        load_settings(
+            {
+                "CHURN_START_DATE": "2026-03-01",
+                "CHURN_TRAINING_WINDOW_DAYS": "14",
+                "CHURN_LANDING_LOOKBACK_DAYS": "2",
+            }
+        )
+    )
+    for platform, start, window, lookback in ((early, "2026-01-01", 56, 7), (late, "2026-03-01", 14, 2)):
+        graph = platform.resolve_asset_graph()
+        for key in (keys.INTERACTION_LOGS, keys.CUSTOMER_FEATURES, keys.CHURN_SCORES, keys.TRAINING_SET):
+            assert graph.get(key).partitions_def.get_first_partition_key() == start, key
+        # The training set of 2026-05-01 reads the as-of dates of its window, as configured.
+        upstream = graph.get_parent_partition_keys_for_child(
+            "2026-05-01", keys.CHURN_LABELS, keys.TRAINING_SET
+        )
+        labelled = sorted(upstream.partitions_subset.get_partition_keys())
+        assert len(labelled) == window and labelled[-1] == "2026-05-01", (start, labelled[:2])
+        sensor = platform.get_sensor_def("interaction_logs_landing_sensor")
+        assert f"last {lookback} days" in sensor.description
+        # Late data flows downstream for the lookback (+ the day being closed).
+        in_window = graph.get(keys.CUSTOMER_FEATURES).automation_condition.children[0]
+        assert in_window.lookback_timedelta == dt.timedelta(days=lookback + 1)
