@@ -16,11 +16,9 @@ setup(
         f"dagster=={DAGSTER}",
         f"dagster-webserver=={DAGSTER}",
         f"dagster-aws=={DAGSTER_LIBS}",
-        f"dagster-k8s=={DAGSTER_LIBS}",
+        f"dagster-k8s=={DAGSTER_LIBS}",  # Kubernetes run launcher (production deployment issue)
         f"dagster-pyspark=={DAGSTER_LIBS}",
-        f"dagster-gcp=={DAGSTER_LIBS}",
-        f"dagster-postgres=={DAGSTER_LIBS}",
-        f"dagster-slack=={DAGSTER_LIBS}",
+        f"dagster-postgres=={DAGSTER_LIBS}",  # instance storage in production (production deployment issue)
         "pandas>=2.2",
         "numpy>=1.26",
         "pyarrow>=15",
@@ -34,14 +32,14 @@ setup(
         "pydantic>=2",
         "universal-pathlib>=0.2",
         "fsspec>=2024.6",  # imported directly (ParquetFiles hands its filesystem to DuckDB)
-        "s3fs>=2024.6",
+        "s3fs>=2024.6",  # s3:// and gs:// paths open through fsspec, which imports these by protocol
         "gcsfs>=2024.6",
         "vaderSentiment>=3.3.2",
         "httpx>=0.27",
         "boto3>=1.34",  # landing-zone listing on S3 (dagster-aws get_objects takes a client)
         "slack-sdk>=3.20",  # failure alerts through Slack incoming webhooks
         "tenacity>=8.2",
-        "prometheus-client>=0.20",
+        "prometheus-client>=0.20",  # metrics (observability issue)
         "click>=8.1",
     ],
     extras_require={

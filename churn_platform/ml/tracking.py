@@ -48,7 +48,6 @@ class MLflowTracking(dg.ConfigurableResource):
     """Where training runs are tracked and models registered (local SQLite or a tracking server)."""
 
     tracking_uri: str = Field(description="sqlite:///path/mlflow.db locally; http(s)://server in production.")
-    registry_uri: str | None = Field(default=None, description="Defaults to the tracking URI.")
     artifact_location: str | None = Field(
         default=None, description="Experiment artifacts (path, s3://, gs://)."
     )
@@ -59,9 +58,7 @@ class MLflowTracking(dg.ConfigurableResource):
     def client(self) -> MlflowClient:
         if self.tracking_uri.startswith("sqlite:///"):
             os.makedirs(os.path.dirname(self.tracking_uri[len("sqlite:///") :]) or ".", exist_ok=True)
-        return MlflowClient(
-            tracking_uri=self.tracking_uri, registry_uri=self.registry_uri or self.tracking_uri
-        )
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
     def experiment_id(self, client: MlflowClient) -> str:
         experiment = client.get_experiment_by_name(self.experiment_name)
@@ -106,7 +103,7 @@ class MLflowTracking(dg.ConfigurableResource):
             signature = infer_signature(example, pipeline.predict_proba(example)[:, 1])
             # The fluent API logs models; point it at this resource's stores for the call.
             mlflow.set_tracking_uri(self.tracking_uri)
-            mlflow.set_registry_uri(self.registry_uri or self.tracking_uri)
+            mlflow.set_registry_uri(self.tracking_uri)
             with mlflow.start_run(run_id=run_id):
                 info = mlflow.sklearn.log_model(
                     pipeline,
@@ -145,7 +142,7 @@ class MLflowTracking(dg.ConfigurableResource):
                 f"registered model {self.model_name!r} has no {CHAMPION!r} alias at {self.tracking_uri}: "
                 "train a model that passes the promotion gate (materialize ml/training_set and ml/churn_model)"
             )
-        mlflow.set_registry_uri(self.registry_uri or self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
         mlflow.set_tracking_uri(self.tracking_uri)
         return self.load_version(version), version
 

@@ -16,10 +16,10 @@ from churn_platform.storage.connection import ObjectStoreConnection, open_path
 from churn_platform.storage.files import (
     StorageError,
     object_version,
+    partition_path,
     read_bytes,
     sha256_hex,
     uri_of,
-    validate_partition_key,
     write_bytes_atomic,
 )
 
@@ -41,17 +41,12 @@ class ArtifactStore(dg.ConfigurableResource):
     connection: ObjectStoreConnection | None = None
 
     def path_for(self, asset_key: dg.AssetKey, partition_key: str | None = None) -> UPath:
-        root = open_path(self.base_path, self.connection)
-        if partition_key is None:
-            *parents, name = asset_key.path
-            return root.joinpath(*parents, f"{name}.joblib")
-        return root.joinpath(*asset_key.path, f"{validate_partition_key(partition_key)}.joblib")
+        return partition_path(
+            open_path(self.base_path, self.connection), asset_key.path, partition_key, ".joblib"
+        )
 
     def read_uri(self, uri: str) -> bytes:
         return read_bytes(open_path(uri, self.connection))
-
-    def load_uri(self, uri: str) -> Any:
-        return load_artifact_bytes(self.read_uri(uri))
 
 
 class ArtifactIOManager(dg.ConfigurableIOManager):

@@ -7,6 +7,7 @@ import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 
 from upath import UPath
 
@@ -30,6 +31,17 @@ def validate_partition_key(key: str) -> str:
     except ValueError as exc:
         raise StorageError(f"partition key {key!r} is not a valid date: {exc}") from exc
     return key
+
+
+def partition_path(
+    root: UPath, asset_key_path: Sequence[str], partition_key: str | None, suffix: str
+) -> UPath:
+    """Where an asset's partition lives under ``root``: ``<asset key path>/<partition key><suffix>``,
+    or ``<asset key path><suffix>`` when the asset is not partitioned."""
+    if partition_key is None:
+        *parents, name = asset_key_path
+        return root.joinpath(*parents, f"{name}{suffix}")
+    return root.joinpath(*asset_key_path, f"{validate_partition_key(partition_key)}{suffix}")
 
 
 def protocol_of(path: UPath) -> str:

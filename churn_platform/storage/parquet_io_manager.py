@@ -31,6 +31,7 @@ from churn_platform.storage.connection import ObjectStoreConnection, open_path
 from churn_platform.storage.files import (
     StorageError,
     object_version,
+    partition_path,
     read_bytes,
     sha256_hex,
     uri_of,
@@ -91,10 +92,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         return open_path(self.base_path, self.connection)
 
     def path_for(self, asset_key: dg.AssetKey, partition_key: str | None = None) -> UPath:
-        if partition_key is None:
-            *parents, name = asset_key.path
-            return self._root().joinpath(*parents, f"{name}.parquet")
-        return self._root().joinpath(*asset_key.path, f"{validate_partition_key(partition_key)}.parquet")
+        return partition_path(self._root(), asset_key.path, partition_key, ".parquet")
 
     # -- writing ------------------------------------------------------------------------------
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
