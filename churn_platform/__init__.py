@@ -1,4 +1,10 @@
-"""churn_platform: a Dagster data platform for customer-churn models."""
+"""churn_platform: a Dagster data platform for customer-churn models.
+
+Layers, each importing only those below it: ``settings`` (the environment, read once) <- ``storage``
+<- ``engines`` <- ``orchestration`` <- the stages (``crm``, ``logs``, ``features``, ``ml``,
+``backups``; they meet through asset keys, never by importing each other) <- ``alerts``,
+``resources.py``, ``definitions.py`` and ``cli`` on top.
+"""
 
 import warnings
 

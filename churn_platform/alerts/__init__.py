@@ -1,1 +1,6 @@
-"""Failure alerts: a run-failure sensor that posts to Slack and opens a CRM ticket."""
+"""Failure alerts: the run-failure sensor (``sensors.py``), what an alert says (``messages.py``)
+and the Slack webhook resource (``resources.py``).
+
+May import: orchestration, settings, storage and the CRM resource (to open tickets): it sits
+above the stages, like ``definitions.py``, and no stage imports it.
+"""

@@ -1,1 +1,7 @@
-"""Storage shared by every stage: Parquet tables, model artifacts, and the file helpers below them."""
+"""Storage shared by every stage: the Parquet IO manager and the files handed to engines
+(``parquet_io_manager.py``, ``parquet_files.py``), the model-artifact store (``artifact_io_manager.py``),
+object-store connections (``connection.py``) and credentials (``credentials.py``), atomic file
+helpers (``files.py``) and the instance's record of materializations (``materializations.py``).
+
+May import: nothing else of the package (engines write through the ``SelfWritingTable`` protocol).
+"""
