@@ -47,7 +47,7 @@ def build_backup_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefinit
         if sha256_hex(artifact) != model_meta["sha256"]:
             raise dg.Failure(
                 f"model artifact {model_meta['uri']} no longer matches the SHA-256 recorded when it was "
-                "materialized; re-materialize ml/churn_model for this partition before backing it up"
+                f"materialized; re-materialize {keys.CHURN_MODEL.to_user_string()} for this partition before backing it up"
             )
         prefix = snapshot_prefix(partition, model_meta["sha256"])
         model_uri = backup_store.write_once(f"{prefix}/model.joblib", artifact)
