@@ -144,7 +144,7 @@ def summarize(instance: dg.DagsterInstance, defs: dg.Definitions, settings: Plat
         f"  instance   {instance.root_directory}",
         "",
         "Open them in the Dagster UI:  make dev   (or: DAGSTER_HOME=.dagster_home dagster dev -w workspace.yaml)",
-        "then browse http://127.0.0.1:3000/asset-groups",
+        f"then browse {settings.alerts.dagster_ui_url}/asset-groups",
         f"MLflow UI:  make mlflow-ui   (= mlflow ui --backend-store-uri {settings.mlflow.tracking_uri} --port 5000)",
     ]
     return lines

@@ -43,7 +43,7 @@ _seed = click.option("--seed", default=7, show_default=True, help="Random seed (
 @_days
 @_customers
 @_seed
-@click.option("--start-date", default=None, help="First day (default: CHURN_START_DATE, 2026-01-01).")
+@click.option("--start-date", default=None, help="First day (default: CHURN_START_DATE).")
 def generate(days: int, customers: int, seed: int, start_date: str | None) -> None:
     """Write synthetic interaction logs and CRM tickets into the landing zone (any CHURN_ENV)."""
     stats = _generate(days, customers, seed, start_date)
@@ -162,9 +162,7 @@ def crm_simulator(
     show_default=True,
     help="Asset groups to backfill (daily-partitioned assets only); repeat for several.",
 )
-@click.option(
-    "--url", default=None, help="Dagster webserver (default: CHURN_DAGSTER_UI_URL, http://127.0.0.1:3000)."
-)
+@click.option("--url", default=None, help="Dagster webserver (default: CHURN_DAGSTER_UI_URL).")
 @click.option(
     "--wait/--no-wait", default=True, show_default=True, help="Wait until the backfill has finished."
 )
