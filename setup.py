@@ -26,6 +26,7 @@ setup(
         "sqlglot>=25",
         "pyspark>=4.0",
         "scikit-learn>=1.5",
+        "scipy>=1.11",  # rank statistics of the promotion gate's bootstrap
         "joblib>=1.3",
         "matplotlib>=3.8",
         "mlflow>=3.0",

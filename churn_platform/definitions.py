@@ -19,16 +19,18 @@ from churn_platform.orchestration.jobs import ALL_JOBS
 from churn_platform.orchestration.partitions import PlatformPartitions, build_partitions
 from churn_platform.orchestration.schedules import build_schedules
 from churn_platform.resources import build_resources
-from churn_platform.settings import PlatformSettings, load_settings
+from churn_platform.settings import PlatformSettings, PromotionSettings, load_settings
 
 
-def build_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefinition]:
-    """Every stage's assets, in lineage order."""
+def build_assets(
+    partitions: PlatformPartitions, promotion: PromotionSettings | None = None
+) -> list[dg.AssetsDefinition]:
+    """Every stage's assets, in lineage order (``promotion``: the gate's business costs)."""
     return [
         *build_crm_assets(partitions),
         *build_log_assets(partitions),
         *build_feature_assets(partitions),
-        *build_ml_assets(partitions),
+        *build_ml_assets(partitions, promotion),
         *build_backup_assets(partitions),
     ]
 
@@ -47,7 +49,7 @@ def build_definitions(settings: PlatformSettings) -> dg.Definitions:
     times come from the settings; the shape of the asset graph does not."""
     partitions = build_partitions(settings)
     return dg.Definitions(
-        assets=build_assets(partitions),
+        assets=build_assets(partitions, settings.promotion),
         asset_checks=ML_CHECKS,
         jobs=ALL_JOBS,
         schedules=build_schedules(settings.automation, partitions),

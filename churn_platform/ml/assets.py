@@ -5,10 +5,18 @@ import dagster as dg
 import pandas as pd
 
 from churn_platform.engines.base import FeatureEngine
+from churn_platform.ml.business import Costs
 from churn_platform.ml.drift import DEFAULT_PSI_THRESHOLD, drift_by_day
 from churn_platform.ml.labels import compute_churn_labels
-from churn_platform.ml.plots import evaluation_figures
-from churn_platform.ml.promotion import gate_inputs
+from churn_platform.ml.model_card import CARD_PATH, render_model_card
+from churn_platform.ml.plots import evaluation_figures, permutation_importances
+from churn_platform.ml.promotion import (
+    BootstrapSettings,
+    Challenger,
+    auc_interval,
+    business_metrics,
+    gate_inputs,
+)
 from churn_platform.ml.scoring import predict_with, score_customers
 from churn_platform.ml.tracking import MLflowTracking, NoChampionError
 from churn_platform.ml.training import (
@@ -20,8 +28,9 @@ from churn_platform.ml.training import (
     training_lineage,
 )
 from churn_platform.orchestration import asset_keys as keys
-from churn_platform.orchestration.partitions import PlatformPartitions
+from churn_platform.orchestration.partitions import LABEL_HORIZON_DAYS, PlatformPartitions
 from churn_platform.orchestration.retries import EXTERNAL_CALL_RETRY
+from churn_platform.settings.promotion import PromotionSettings
 from churn_platform.storage.parquet_files import ParquetFiles
 from churn_platform.storage.parquet_io_manager import LATEST_MATERIALIZED, source_files, to_json_metadata
 
@@ -33,14 +42,22 @@ class TrainingSetConfig(dg.Config):
 class ChurnModelConfig(dg.Config):
     seed: int = 0
     decision_threshold: float = 0.3  # for precision/recall/F1 in the run's metrics
+    evaluation_dates: int = 1  # the latest as-of dates the model is evaluated on (out of time)
+    bootstrap_resamples: int = 1000  # for the confidence intervals of the gate's comparison
 
 
 class FeatureDriftConfig(dg.Config):
     psi_threshold: float = DEFAULT_PSI_THRESHOLD
 
 
-def build_ml_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefinition]:
+def build_ml_assets(
+    partitions: PlatformPartitions, promotion: PromotionSettings | None = None
+) -> list[dg.AssetsDefinition]:
+    """The ml stage's assets; ``promotion`` holds the business costs the model is judged by
+    (the declared defaults when not given)."""
     training_window_days = partitions.training_window_days
+    promotion = promotion or PromotionSettings()
+    costs = Costs(promotion.missed_churner, promotion.retention_offer)
 
     @dg.asset(
         key=keys.CHURN_LABELS,
@@ -121,42 +138,92 @@ def build_ml_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefinition]
         training_set: pd.DataFrame,
         mlflow_tracking: MLflowTracking,
     ) -> ChurnModel:
-        """A scikit-learn pipeline trained on the training set, tracked in MLflow and registered as a
-        new version of the `churn_model` registered model. Promotion is the gate check's decision."""
-        model = train_churn_model(training_set, seed=config.seed)
-        holdout = model.holdout
+        """A scikit-learn pipeline fitted on the older as-of dates of the training set and evaluated
+        out of time on the latest (purged of one label horizon in between), tracked in MLflow and
+        registered as a new version of the `churn_model` registered model with its split and model
+        card. Promotion is the gate check's decision."""
+        model = train_churn_model(
+            training_set,
+            seed=config.seed,
+            horizon_days=LABEL_HORIZON_DAYS,
+            evaluation_dates=config.evaluation_dates,
+        )
+        holdout, split = model.holdout, model.split
+        bootstrap = BootstrapSettings(resamples=config.bootstrap_resamples, seed=config.seed)
         metrics = {
             **model.metrics,
             **threshold_metrics(holdout.labels, holdout.probabilities, config.decision_threshold),
+            **business_metrics(holdout.labels, holdout.probabilities, costs),
+            "fit_churn_rate": split.fit_churn_rate,
+            "evaluation_churn_rate": split.evaluation_churn_rate,
         }
-        lineage = training_lineage(context.partition_key, training_set, source_files(training_set))
+        roc_auc_ci = auc_interval(holdout.labels, holdout.probabilities, bootstrap)
+        metrics.update({"roc_auc_ci_low": roc_auc_ci[0], "roc_auc_ci_high": roc_auc_ci[1]})
+        cutoff = context.partition_key
+        lineage = training_lineage(cutoff, training_set, source_files(training_set))
+        importances = permutation_importances(model.pipeline, holdout.features, holdout.labels, config.seed)
         record = mlflow_tracking.log_training(
             model.pipeline,
             holdout.features,
             params={
                 "seed": config.seed,
                 "decision_threshold": config.decision_threshold,
-                "training_cutoff": context.partition_key,
+                "training_cutoff": cutoff,
                 "features": ",".join(model.feature_columns),
+                "cost_missed_churner": costs.missed_churner,
+                "cost_retention_offer": costs.retention_offer,
+                **{f"split.{k}": v for k, v in split.as_tags().items()},
                 **{f"model.{k}": v for k, v in model.pipeline.named_steps["model"].get_params().items()},
             },
             metrics=metrics,
-            tags={"dagster.run_id": context.run.run_id, "dagster.partition": context.partition_key},
+            tags={"dagster.run_id": context.run.run_id, "dagster.partition": cutoff},
             lineage=lineage,
             figures=evaluation_figures(
-                holdout.labels, holdout.probabilities, model.pipeline, holdout.features, config.seed
+                holdout.labels,
+                holdout.probabilities,
+                model.pipeline,
+                holdout.features,
+                config.seed,
+                importances=importances,
             ),
-            run_name=f"churn_model {context.partition_key}",
+            run_name=f"churn_model {cutoff}",
         )
-        gate = gate_inputs(record.version, metrics, holdout, mlflow_tracking)
+        # The split on the registered version: the gate reads a champion's fit cutoff from here.
+        mlflow_tracking.tag_version(record.version, {"training_cutoff": cutoff, **split.as_tags()})
+        champion = mlflow_tracking.champion_record()
+        gate = gate_inputs(
+            Challenger(record.version, cutoff, split, metrics, holdout),
+            champion,
+            lambda: mlflow_tracking.load_version(champion["version"]),
+            costs,
+            bootstrap,
+            LABEL_HORIZON_DAYS,
+        )
+        card = render_model_card(
+            mlflow_tracking.model_name,
+            record.version,
+            cutoff,
+            lineage["as_of_dates"],
+            gate["split"],
+            metrics,
+            roc_auc_ci,
+            gate["costs"],
+            importances,
+            gate,
+        )
+        mlflow_tracking.log_text(record.run_id, card, CARD_PATH)
         model.trained_on = {**lineage, "mlflow": {"run_id": record.run_id, "version": record.version}}
         metadata: dict = {name: dg.MetadataValue.float(value) for name, value in metrics.items()}
         metadata.update(
             {
                 "mlflow_run_id": record.run_id,
                 "model_version": record.version,
-                "champion_version": gate["champion"]["version"] if gate["champion"] else "none",
+                "champion_version": champion["version"] if champion else "none",
+                "split": split.kind,
+                "fit_cutoff": split.fit_cutoff or "none",
+                "evaluation_dates": to_json_metadata(split.evaluation_dates),
                 "gate_inputs": to_json_metadata(gate),
+                "model_card": dg.MetadataValue.md(card),
                 "features": to_json_metadata(model.feature_columns),
                 "training_set": to_json_metadata(source_files(training_set)),
             }

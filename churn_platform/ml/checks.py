@@ -3,6 +3,7 @@ on ml/feature_drift. The gate's logic lives in ``promotion.py``."""
 
 import dagster as dg
 
+from churn_platform.ml.model_card import CARD_PATH, with_decision
 from churn_platform.ml.promotion import GateThresholds, decide_promotion
 from churn_platform.ml.tracking import MLflowTracking
 from churn_platform.orchestration import asset_keys as keys
@@ -13,28 +14,61 @@ from churn_platform.storage.parquet_io_manager import to_json_metadata
 class PromotionGateConfig(dg.Config):
     min_roc_auc: float = GateThresholds.min_roc_auc
     min_pr_auc_lift: float = GateThresholds.min_pr_auc_lift
-    max_auc_drop_vs_champion: float = GateThresholds.max_auc_drop_vs_champion
+    # Reject when the whole confidence interval of (challenger - champion) lies below -tolerance.
+    auc_tolerance: float = GateThresholds.auc_tolerance
+    saving_tolerance: float = GateThresholds.saving_tolerance  # per customer
+    min_expected_saving: float = GateThresholds.min_expected_saving  # per customer
 
 
 @dg.asset_check(asset=keys.CHURN_MODEL, blocking=True, name=keys.PROMOTION_GATE.name)
 def churn_model_promotion_gate(
     context: dg.AssetCheckExecutionContext, config: PromotionGateConfig, mlflow_tracking: MLflowTracking
 ) -> dg.AssetCheckResult:
-    """Promote the new model version to `champion` only if its metrics clear the floors, it is not
-    worse than the champion on the same hold-out by more than the margin, and its predictions are
-    well-formed. A rejected version stays registered with the reason; the champion is untouched."""
+    """Promote the new model version to `champion` only if its out-of-time metrics and expected
+    saving clear the floors, its predictions are well-formed, it is not a backfill of a cutoff
+    older than the champion's, and, compared with the champion on rows neither was fitted on, the
+    confidence intervals of the differences in ROC AUC and saving do not lie wholly below minus
+    their tolerances. A rejected version stays registered with the reasons; the champion is untouched."""
     # The partition's own materialization (a check given the asset as input would load the wrong one).
     entry = latest_materialization(context.instance, keys.CHURN_MODEL, context.partition_key)
-    inputs = entry.asset_materialization.metadata["gate_inputs"].value
-    thresholds = GateThresholds(config.min_roc_auc, config.min_pr_auc_lift, config.max_auc_drop_vs_champion)
+    meta = entry.asset_materialization.metadata
+    inputs = meta["gate_inputs"].value
+    thresholds = GateThresholds(
+        min_roc_auc=config.min_roc_auc,
+        min_pr_auc_lift=config.min_pr_auc_lift,
+        auc_tolerance=config.auc_tolerance,
+        saving_tolerance=config.saving_tolerance,
+        min_expected_saving=config.min_expected_saving,
+    )
     decision = decide_promotion(inputs, thresholds, mlflow_tracking)
+    candidate = inputs["candidate"]
     metadata = {
         "model_version": decision.version,
-        "roc_auc": inputs["candidate"]["roc_auc"],
+        "roc_auc": candidate["roc_auc"],
+        "expected_saving_per_customer": candidate.get("expected_saving_per_customer", 0.0),
         "reasons": to_json_metadata(decision.reasons),
+        "notes": to_json_metadata(decision.notes),
     }
+    champion = inputs["champion"]
+    if champion is not None:
+        metadata["champion_status"] = champion["status"]
     if decision.champion_roc_auc is not None:
-        metadata["champion_roc_auc_same_holdout"] = decision.champion_roc_auc
+        comparison = champion["comparison"]
+        metadata.update(
+            {
+                "champion_roc_auc_same_rows": decision.champion_roc_auc,
+                "champion_expected_saving_per_customer": champion["metrics"].get(
+                    "expected_saving_per_customer", 0.0
+                ),
+                "auc_difference": comparison["auc_difference"],
+                "auc_difference_ci": to_json_metadata(comparison["auc_difference_ci"]),
+                "saving_difference_ci": to_json_metadata(comparison["saving_difference_ci"]),
+            }
+        )
+    if "model_card" in meta:
+        card = with_decision(meta["model_card"].value, decision.passed, decision.reasons, decision.notes)
+        mlflow_tracking.log_text(meta["mlflow_run_id"].value, card, CARD_PATH)
+        metadata["model_card"] = dg.MetadataValue.md(card)
     return dg.AssetCheckResult(passed=decision.passed, description=decision.description, metadata=metadata)
 
 

@@ -132,7 +132,33 @@ class MLflowTracking(dg.ConfigurableResource):
         except MlflowException:
             return None
 
+    def champion_record(self) -> dict[str, Any] | None:
+        """The champion's version, its registry tags and the training cutoff it was trained on
+        (from its tags, or its run's parameters for versions registered before they were tagged),
+        or None when there is no champion."""
+        client = self.client()
+        try:
+            version = client.get_model_version_by_alias(self.model_name, CHAMPION)
+        except MlflowException:
+            return None
+        tags = dict(version.tags)
+        cutoff = tags.get("training_cutoff")
+        if not cutoff and version.run_id:
+            cutoff = client.get_run(version.run_id).data.params.get("training_cutoff")
+        return {"version": str(version.version), "training_cutoff": cutoff, "tags": tags}
+
+    def tag_version(self, version: str, tags: dict[str, Any]) -> None:
+        client = self.client()
+        for key, value in tags.items():
+            client.set_model_version_tag(self.model_name, version, key, str(value)[:5000])
+
+    def log_text(self, run_id: str, text: str, path: str) -> None:
+        """A text artifact of a run (written again when it exists)."""
+        self.client().log_text(run_id, text, path)
+
     def load_version(self, version: str):
+        mlflow.set_registry_uri(self.tracking_uri)
+        mlflow.set_tracking_uri(self.tracking_uri)
         return mlflow.sklearn.load_model(f"models:/{self.model_name}/{version}", dst_path=tempfile.mkdtemp())
 
     def load_champion(self) -> tuple[Any, str]:

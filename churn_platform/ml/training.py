@@ -17,6 +17,8 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 
+from churn_platform.orchestration.partitions import LABEL_HORIZON_DAYS
+
 ID_COLUMN = "customer_id"
 LABEL_COLUMN = "churned"
 AS_OF_COLUMN = "as_of_date"
@@ -58,6 +60,7 @@ class Holdout:
     features: pd.DataFrame
     labels: np.ndarray
     probabilities: np.ndarray
+    as_of_dates: list[str] = field(default_factory=list)  # each row's as-of date (ISO), if known
 
 
 @dataclass
@@ -73,6 +76,7 @@ class ChurnModel:
     label_column: str
     seed: int
     trained_on: dict[str, Any] = field(default_factory=dict)
+    split: EvaluationSplit | None = None
     # Not pickled with the model (see __getstate__): only needed right after training.
     holdout: Holdout | None = None
 
@@ -166,6 +170,89 @@ def training_lineage(cutoff: str, table: pd.DataFrame, files: list[dict[str, Any
     }
 
 
+@dataclass(frozen=True)
+class EvaluationSplit:
+    """Which rows a model was fitted on and which it was evaluated on.
+
+    ``out_of_time``: fitted on as-of dates up to ``fit_cutoff``, evaluated on the latest as-of
+    dates, the first of which is at least one label horizon after ``fit_cutoff``, so no fitted
+    label window overlaps an evaluated one. ``in_window``: the history was too short for that
+    (``reason`` says why); a split by customer inside the window, whose metrics are optimistic.
+    """
+
+    kind: str
+    fit_cutoff: str | None  # the last as-of date of the rows the model was fitted on
+    evaluation_dates: list[str]
+    fit_rows: int
+    evaluation_rows: int
+    fit_churn_rate: float
+    evaluation_churn_rate: float
+    purge_days: int
+    reason: str = ""
+
+    @property
+    def out_of_time(self) -> bool:
+        return self.kind == OUT_OF_TIME
+
+    def as_tags(self) -> dict[str, str]:
+        """The split as strings, for MLflow params and registered-version tags."""
+        return {
+            "split": self.kind,
+            "fit_cutoff": self.fit_cutoff or "",
+            "evaluation_dates": ",".join(self.evaluation_dates),
+            "fit_rows": str(self.fit_rows),
+            "evaluation_rows": str(self.evaluation_rows),
+            "fit_churn_rate": f"{self.fit_churn_rate:.4f}",
+            "evaluation_churn_rate": f"{self.evaluation_churn_rate:.4f}",
+            "purge_days": str(self.purge_days),
+            **({"split_reason": self.reason} if self.reason else {}),
+        }
+
+
+OUT_OF_TIME = "out_of_time"
+IN_WINDOW = "in_window"
+
+
+def _dates(values) -> pd.Series:
+    return pd.Series(pd.to_datetime(pd.Series(values)).dt.date.to_numpy())
+
+
+def out_of_time_masks(
+    as_of: pd.Series, labels: np.ndarray, horizon_days: int, evaluation_dates: int = 1
+) -> tuple[np.ndarray, np.ndarray, str | None, list[str], str]:
+    """(fit mask, evaluation mask, fit cutoff, evaluation dates, why not) of a purged out-of-time
+    split: evaluate on the latest ``evaluation_dates`` as-of dates, fit on the as-of dates at least
+    ``horizon_days`` before the first of them. Empty masks and a reason when the history is too
+    short or a side lacks churners or retained customers."""
+    dates = _dates(as_of)
+    distinct = sorted(set(dates))
+    evaluated = distinct[-evaluation_dates:]
+    first_evaluated = evaluated[0]
+    purge_end = first_evaluated - dt.timedelta(days=horizon_days)
+    fit = (dates <= purge_end).to_numpy()
+    evaluation = dates.isin(evaluated).to_numpy()
+    eval_names = [d.isoformat() for d in evaluated]
+    fitted_dates = sorted(set(dates[fit]))
+    fit_cutoff = fitted_dates[-1].isoformat() if fitted_dates else None
+    empty = np.zeros(len(dates), dtype=bool)
+    if not fit.any():
+        why = (
+            f"no as-of date in the training window is {horizon_days} days or more before the "
+            f"evaluation date {first_evaluated} (window {distinct[0]}..{distinct[-1]}); "
+            "lengthen CHURN_TRAINING_WINDOW_DAYS or wait for more history"
+        )
+        return empty, empty, None, eval_names, why
+    for side, mask in (("fitting", fit), ("evaluation", evaluation)):
+        positives = int(labels[mask].sum())
+        if positives < 5 or int(mask.sum()) - positives < 5:
+            why = (
+                f"the out-of-time {side} rows have {positives} churned and "
+                f"{int(mask.sum()) - positives} retained; need at least 5 of each"
+            )
+            return empty, empty, fit_cutoff, eval_names, why
+    return fit, evaluation, fit_cutoff, eval_names, ""
+
+
 def train_churn_model(
     table: pd.DataFrame,
     id_column: str = ID_COLUMN,
@@ -173,14 +260,23 @@ def train_churn_model(
     exclude: Sequence[str] = NON_FEATURE_COLUMNS,
     seed: int = 0,
     test_fraction: float = 0.25,
+    as_of_column: str = AS_OF_COLUMN,
+    horizon_days: int = LABEL_HORIZON_DAYS,
+    evaluation_dates: int = 1,
 ) -> ChurnModel:
     """Train on any table with an id and a label column; numeric and categorical columns and
-    missing values are handled by the pipeline. The hold-out is split by id, so one customer's
-    snapshots never sit on both sides, and stratified by label."""
+    missing values are handled by the pipeline.
+
+    With an as-of column and enough history, the split is out of time (``out_of_time_masks``):
+    fitted on the older as-of dates, evaluated on the latest ones, purged of ``horizon_days`` in
+    between. Otherwise the evaluation rows are a ``test_fraction`` of customers, split by id (one
+    customer's snapshots never sit on both sides) and stratified by label, and the model's
+    ``split`` says so. The returned pipeline is the one evaluated: it is never refitted on the
+    evaluation rows."""
     for column in (id_column, label_column):
         if column not in table.columns:
             raise TrainingDataError(f"training table has no {column!r} column")
-    features = [c for c in table.columns if c not in {id_column, label_column, *exclude}]
+    features = [c for c in table.columns if c not in {id_column, label_column, as_of_column, *exclude}]
     if not features:
         raise TrainingDataError("training table has no feature columns")
     y = table[label_column].astype(bool).to_numpy()
@@ -192,18 +288,45 @@ def train_churn_model(
         )
     X = table[features]
     numeric, categorical = split_columns(X)
-    # Stratified by label and grouped by id: churners are rare, and an unstratified split can leave
-    # the hold-out with one or two of them, which makes its metrics noise.
-    splitter = StratifiedGroupKFold(n_splits=round(1 / test_fraction), shuffle=True, random_state=seed)
-    train_idx, test_idx = next(splitter.split(X, y, groups=table[id_column]))
-    if len(set(y[test_idx])) < 2 or len(set(y[train_idx])) < 2:
-        raise TrainingDataError("the train/test split left one side with a single class; add more data")
+    has_dates = as_of_column in table.columns
+    if has_dates:
+        fit, evaluation, fit_cutoff, eval_dates, why_not = out_of_time_masks(
+            table[as_of_column], y, horizon_days, evaluation_dates
+        )
+    else:
+        why_not = f"the table has no {as_of_column!r} column"
+    if not why_not:
+        kind = OUT_OF_TIME
+        train_idx, test_idx = np.flatnonzero(fit), np.flatnonzero(evaluation)
+    else:
+        # Stratified by label and grouped by id: churners are rare, and an unstratified split can
+        # leave the evaluation rows with one or two of them, which makes their metrics noise.
+        kind = IN_WINDOW
+        splitter = StratifiedGroupKFold(n_splits=round(1 / test_fraction), shuffle=True, random_state=seed)
+        train_idx, test_idx = next(splitter.split(X, y, groups=table[id_column]))
+        if len(set(y[test_idx])) < 2 or len(set(y[train_idx])) < 2:
+            raise TrainingDataError("the train/test split left one side with a single class; add more data")
+        dates = _dates(table[as_of_column]) if has_dates else None
+        fit_cutoff = max(dates.iloc[train_idx]).isoformat() if has_dates else None
+        eval_dates = sorted({d.isoformat() for d in dates.iloc[test_idx]}) if has_dates else []
+    split = EvaluationSplit(
+        kind=kind,
+        fit_cutoff=fit_cutoff,
+        evaluation_dates=eval_dates,
+        fit_rows=len(train_idx),
+        evaluation_rows=len(test_idx),
+        fit_churn_rate=float(y[train_idx].mean()),
+        evaluation_churn_rate=float(y[test_idx].mean()),
+        purge_days=horizon_days if kind == OUT_OF_TIME else 0,
+        reason=why_not,
+    )
 
     pipeline = make_pipeline(numeric, categorical, seed)
     pipeline.fit(X.iloc[train_idx], y[train_idx])
     holdout_probabilities = pipeline.predict_proba(X.iloc[test_idx])[:, 1]
     metrics = evaluate(y[test_idx], holdout_probabilities)
     metrics.update({"train_rows": float(len(train_idx)), "test_rows": float(len(test_idx))})
+    holdout_dates = [d.isoformat() for d in _dates(table[as_of_column]).iloc[test_idx]] if has_dates else []
     return ChurnModel(
         pipeline=pipeline,
         feature_columns=features,
@@ -213,5 +336,8 @@ def train_churn_model(
         id_column=id_column,
         label_column=label_column,
         seed=seed,
-        holdout=Holdout(X.iloc[test_idx].reset_index(drop=True), y[test_idx], holdout_probabilities),
+        split=split,
+        holdout=Holdout(
+            X.iloc[test_idx].reset_index(drop=True), y[test_idx], holdout_probabilities, holdout_dates
+        ),
     )

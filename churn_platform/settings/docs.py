@@ -18,6 +18,7 @@ TITLES = {
     "pipeline": "Pipeline calendar",
     "crm": "CRM",
     "mlflow": "MLflow",
+    "promotion": "Promotion gate (business costs)",
     "engine": "Feature engine",
     "automation": "Automation (sensors and schedules)",
     "alerts": "Alerts",

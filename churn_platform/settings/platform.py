@@ -11,6 +11,7 @@ from churn_platform.settings.declare import read_section
 from churn_platform.settings.engine import EngineSettings
 from churn_platform.settings.mlflow import MLflowSettings
 from churn_platform.settings.pipeline import PipelineSettings
+from churn_platform.settings.promotion import PromotionSettings
 from churn_platform.settings.storage import StorageSettings
 
 # The sections in the order the README documents them.
@@ -19,6 +20,7 @@ SECTIONS = {
     "pipeline": PipelineSettings,
     "crm": CRMSettings,
     "mlflow": MLflowSettings,
+    "promotion": PromotionSettings,
     "engine": EngineSettings,
     "automation": AutomationSettings,
     "alerts": AlertSettings,
@@ -31,6 +33,7 @@ class PlatformSettings:
     pipeline: PipelineSettings
     crm: CRMSettings
     mlflow: MLflowSettings
+    promotion: PromotionSettings
     engine: EngineSettings
     automation: AutomationSettings
     alerts: AlertSettings

@@ -72,7 +72,13 @@ def test_training_run_is_tracked_with_metrics_plots_lineage_and_registered(train
     assert files and all(len(f["sha256"]) == 64 for f in files)
     version = client.get_model_version_by_alias("churn_model", "champion")
     assert str(version.version) == meta["model_version"].value == "1" and version.run_id == run.info.run_id
-    assert client.get_model_version("churn_model", "1").tags["promotion"] == "passed"
+    tags = client.get_model_version("churn_model", "1").tags
+    assert tags["promotion"] == "passed"
+    # 45 days leave 15 labelled as-of dates: too few for a purged out-of-time split, and it says so.
+    assert tags["split"] == "in_window" and "lengthen CHURN_TRAINING_WINDOW_DAYS" in tags["split_reason"]
+    assert tags["training_cutoff"] == tags["fit_cutoff"] == plan.last_labelled_day
+    assert "evaluated in-window, not out of time" in tags["promotion_reason"]
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"model_card.md", "lineage.json"}
     assert meta["mlflow_run"].value.endswith(f"/runs/{run.info.run_id}")
     model_info = client.get_logged_model(version.model_id) if version.model_id else None
     assert model_info is None or model_info.model_id == version.model_id
@@ -96,6 +102,8 @@ def test_a_model_trained_on_shuffled_labels_is_registered_but_not_promoted(train
     (evaluation,) = result.get_asset_check_evaluations()
     assert not evaluation.passed
     assert "version 2 not promoted" in evaluation.description and "below the floor" in evaluation.description
+    # v1 was fitted in-window up to this cutoff: comparing on these rows would not be fair.
+    assert "unseen-rows check failed" in evaluation.description
     client = MlflowClient(settings.mlflow.tracking_uri)
     assert str(client.get_model_version_by_alias("churn_model", "champion").version) == "1"
     assert client.get_model_version("churn_model", "2").tags["promotion"] == "rejected"
