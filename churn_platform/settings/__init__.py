@@ -28,6 +28,7 @@ __all__ = [
     "MLflowSettings",
     "PipelineSettings",
     "PlatformSettings",
+    "PromotionSettings",
     "SettingsError",
     "StorageSettings",
     "load_settings",
