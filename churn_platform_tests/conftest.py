@@ -13,6 +13,7 @@ from churn_platform.definitions import build_definitions
 from churn_platform.settings import PlatformSettings
 from churn_platform_tests.support import servers
 from churn_platform_tests.support.data import generate_into, settings_for
+from churn_platform_tests.support.leaks import LeakScan
 
 # gcsfs must see this before it is imported: against an emulator it would otherwise wait ~60 s per
 # bucket for Google's storage-control API.
@@ -47,3 +48,10 @@ def gcs_server() -> Iterator[servers.GCSServer]:
     server = servers.start_gcs()
     yield server
     server.server.stop()
+
+
+@pytest.fixture
+def leak_scan(caplog, capfd) -> LeakScan:
+    """Captures logs at DEBUG from here on; ``leak_scan.assert_absent(secrets, error=..., instance=...,
+    run_id=...)`` then checks the exception, the run's event log, the logs and stdout/stderr."""
+    return LeakScan(caplog, capfd)

@@ -9,6 +9,7 @@ from churn_platform.orchestration.run_tags import partition_range_tags
 from churn_platform.storage.files import sha256_hex
 
 LOGS = dg.AssetKey(["raw", "interaction_logs"])
+LOGS_STEP = "raw__interaction_logs"
 DAY = "2026-01-10"
 
 
@@ -30,6 +31,17 @@ def run_job(platform, job: str, partition: str):
     return platform.defs.resolve_job_def(job).execute_in_process(
         instance=platform.instance, partition_key=partition, raise_on_error=False
     )
+
+
+def assert_failed_at_once(result, step: str) -> None:
+    """The step ran exactly once and failed: no retry (bad input does not get better by retrying,
+    and the step's retry policy would otherwise try it again, minutes later in production)."""
+    events = [e for e in result.all_events if e.step_key == step]
+    kinds = [e.event_type for e in events]
+    assert kinds.count(dg.DagsterEventType.STEP_START) == 1, kinds
+    assert kinds.count(dg.DagsterEventType.STEP_FAILURE) == 1, kinds
+    assert dg.DagsterEventType.STEP_UP_FOR_RETRY not in kinds
+    assert dg.DagsterEventType.STEP_RESTARTED not in kinds
 
 
 def error_of(result) -> str:
@@ -54,6 +66,7 @@ def test_malformed_line_fails_naming_file_and_line_and_writes_nothing(small_plat
     result = run_logs(small_platform)
     assert not result.success
     assert f"{path.path} line 5: not valid JSON" in error_of(result)
+    assert_failed_at_once(result, LOGS_STEP)
     assert not output_file(small_platform).exists()
 
 
@@ -66,6 +79,7 @@ def test_schema_drift_fails_naming_the_missing_field(small_platform):
     result = run_logs(small_platform)
     assert not result.success
     assert "required field 'timestamp' is missing" in error_of(result) and path.path in error_of(result)
+    assert_failed_at_once(result, LOGS_STEP)
     assert not output_file(small_platform).exists()
 
 
@@ -75,6 +89,7 @@ def test_a_failed_rerun_keeps_the_previous_good_partition(small_platform):
     landing_file(small_platform).write_text("not json at all\n")
     result = run_logs(small_platform)
     assert not result.success
+    assert_failed_at_once(result, LOGS_STEP)
     assert sha256_hex(output_file(small_platform).read_bytes()) == sha256_hex(good)
 
 
@@ -87,6 +102,7 @@ def test_an_empty_landing_day_fails_with_what_to_do(small_platform):
     assert f"no interaction-log files for {DAY}" in error_of(
         result
     ) and "churn-platform generate" in error_of(result)
+    assert_failed_at_once(result, LOGS_STEP)
 
 
 def test_labels_refuse_to_run_before_their_30_future_days_exist(small_platform):
@@ -95,6 +111,7 @@ def test_labels_refuse_to_run_before_their_30_future_days_exist(small_platform):
     result = run_job(small_platform, "labels_job", "2026-01-01")
     assert not result.success
     assert "features/customer_daily_activity partition 2026-01-21 is not materialized" in error_of(result)
+    assert_failed_at_once(result, "ml__churn_labels")
     assert not (UPath(small_platform.settings.storage.warehouse_dir) / "ml" / "churn_labels").exists()
 
 
@@ -103,3 +120,4 @@ def test_scoring_without_a_model_says_to_train_one(small_platform):
     result = run_job(small_platform, "scoring_job", "2026-01-05")
     assert not result.success
     assert "has no 'champion' alias" in error_of(result) and "promotion gate" in error_of(result)
+    assert_failed_at_once(result, "ml__churn_scores")

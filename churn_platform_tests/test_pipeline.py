@@ -1,6 +1,7 @@
 """The whole graph, materialized the way `churn-platform demo` does it, at the demo's default size."""
 
 import json
+import os
 
 import dagster as dg
 import pandas as pd
@@ -16,7 +17,9 @@ from churn_platform_tests.support.data import START, generate_into, settings_for
 pytestmark = pytest.mark.slow
 
 DAYS, CUSTOMERS = 120, 1000  # the demo's defaults
-ROC_AUC_FLOOR = 0.78  # measured 0.86 with seed 7; well clear of chance (0.5)
+# Out of time (fitted up to 2026-02-24, evaluated on 2026-03-31): measured 0.786 with seed 7
+# (bootstrap 95% CI 0.70..0.86); well clear of chance (0.5) and above the gate's floor (0.70).
+ROC_AUC_FLOOR = 0.76
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +41,13 @@ def latest(instance, key, partition=None):
         limit=1,
     ).records
     return records[0].asset_materialization
+
+
+def latest_entry(instance, key, partition):
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(key.split("/")), asset_partitions=[partition]), limit=1
+    ).records
+    return records[0].event_log_entry
 
 
 def table(settings, key, partition):
@@ -119,9 +129,14 @@ def test_tables_have_their_documented_columns(demo):
 def test_model_beats_chance_by_a_wide_margin(demo):
     _, _, instance, plan, _ = demo
     metadata = latest(instance, "ml/churn_model").metadata
+    assert metadata["split"].value == "out_of_time"  # the AUC is of rows the model could not see
     assert metadata["roc_auc"].value >= ROC_AUC_FLOOR
+    assert metadata["expected_saving_per_customer"].value > 0
     assert metadata["pr_auc"].value > 2 * metadata["positive_rate"].value  # much better than the base rate
-    assert metadata["brier"].value < metadata["positive_rate"].value  # better than predicting the base rate
+    # Always predicting the base rate p scores a Brier of p * (1 - p): the model must do better.
+    p = metadata["positive_rate"].value
+    assert 0 < p < 1
+    assert metadata["brier"].value < p * (1 - p)
 
 
 def test_scores_come_from_the_promoted_champion(demo):
@@ -168,19 +183,44 @@ def test_rematerializing_a_partition_writes_identical_files(demo):
         "features/customer_daily_activity",
         "features/customer_features",
     ]
-    before = {k: latest(instance, k, day).metadata for k in keys}
-    result = defs.resolve_job_def("daily_ingestion_job").execute_in_process(
-        instance=instance, partition_key=day
-    )
-    assert result.success
-    for key in keys:
-        after = latest(instance, key, day).metadata
-        assert after["sha256"].value == sha256_hex(UPath(after["uri"].value).read_bytes())
-        # A range run recorded totals, the single-partition re-run records the file's hash: compare files.
-        assert after["sha256"].value == sha256_hex(
-            UPath(settings.storage.warehouse_dir).joinpath(*key.split("/"), f"{day}.parquet").read_bytes()
+
+    def file_of(key):
+        return UPath(settings.storage.warehouse_dir).joinpath(*key.split("/"), f"{day}.parquet")
+
+    def stamp(path):
+        info = os.stat(path.path)
+        return info.st_ino, info.st_mtime_ns
+
+    def rematerialize():
+        result = defs.resolve_job_def("daily_ingestion_job").execute_in_process(
+            instance=instance, partition_key=day
         )
-        assert "uri_pattern" in before[key] or before[key]["sha256"].value == after["sha256"].value
+        assert result.success
+        return result.run_id
+
+    # The demo wrote these files in range runs, whose metadata holds totals, not per-file hashes:
+    # hash the files on disk before re-materializing, and compare with what the re-runs write.
+    before = {k: latest(instance, k, day).metadata for k in keys}
+    on_disk = {k: sha256_hex(file_of(k).read_bytes()) for k in keys}
+    hashes_per_run = []
+    for _ in range(2):
+        stamps = {k: stamp(file_of(k)) for k in keys}
+        run_id = rematerialize()
+        # Each file was really written again (a new file renamed into place), not left as it was.
+        assert all(stamp(file_of(k)) != stamps[k] for k in keys)
+        hashes = {}
+        for key in keys:
+            entry = latest_entry(instance, key, day)
+            assert entry.run_id == run_id  # this run's materialization, not the demo's
+            after = entry.asset_materialization.metadata
+            assert after["sha256"].value == sha256_hex(UPath(after["uri"].value).read_bytes())
+            # A range run recorded totals, the single-partition re-run records the file's hash: compare files.
+            assert after["sha256"].value == sha256_hex(file_of(key).read_bytes())
+            assert "uri_pattern" in before[key] or before[key]["sha256"].value == after["sha256"].value
+            hashes[key] = after["sha256"].value
+        hashes_per_run.append(hashes)
+    # The re-runs wrote the very bytes of the range run, and the same bytes every time.
+    assert hashes_per_run[0] == hashes_per_run[1] == on_disk
 
 
 def test_range_run_equals_partition_by_partition(demo, tmp_path):

@@ -1,5 +1,6 @@
 """Where failure alerts go: a Slack incoming webhook (its URL is a secret: dagster.EnvVar)."""
 
+import logging
 from typing import Any
 
 import dagster as dg
@@ -8,6 +9,11 @@ from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, R
 from slack_sdk.webhook import WebhookClient
 
 from churn_platform.storage.credentials import reveal
+
+# slack_sdk's WebhookClient logs the webhook URL (the secret) when its logger's own level is DEBUG
+# or unset: every request at DEBUG, every retry at INFO. Give it a logger set above that.
+_SLACK_SDK_LOG = logging.getLogger("churn_platform.alerts.slack_sdk")
+_SLACK_SDK_LOG.setLevel(logging.WARNING)
 
 
 class AlertDeliveryError(RuntimeError):
@@ -30,6 +36,7 @@ class SlackWebhook(dg.ConfigurableResource):
         client = WebhookClient(
             reveal(self.webhook_url),
             timeout=self.timeout_seconds,
+            logger=_SLACK_SDK_LOG,
             retry_handlers=[
                 ConnectionErrorRetryHandler(max_retry_count=2),
                 RateLimitErrorRetryHandler(max_retry_count=2),

@@ -101,7 +101,7 @@ def test_without_destinations_the_alert_only_logs(failed_run, simulator):
     assert simulator.created == []
 
 
-def test_a_refused_webhook_fails_the_tick_without_leaking_its_url(failed_run, simulator):
+def test_a_refused_webhook_fails_the_tick_without_leaking_its_url(failed_run, simulator, leak_scan):
     instance, result = failed_run
     refusing = WebhookReceiver(status=403)
     try:
@@ -110,13 +110,69 @@ def test_a_refused_webhook_fails_the_tick_without_leaking_its_url(failed_run, si
             evaluate(instance, result, {"slack": SlackWebhook(webhook_url=refusing.url), "crm": crm})
         assert refusing.url not in str(raised.value) and "XXXX" not in str(raised.value)
         assert len(simulator.created) == 1  # the CRM ticket was still opened
+        leak_scan.assert_absent(
+            [refusing.url, "T000/B000/XXXX"], error=raised.value, instance=instance, run_id=result.run_id
+        )
     finally:
         refusing.stop()
 
 
+SECRET_PATH = "T0SECRET/B0SECRET/xoxwh6f1c2d9e8a7b"  # what makes an incoming-webhook URL a secret
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        "revoked (403 invalid_token)",
+        "removed (404 no_service)",
+        "rate limited until retries run out (429)",
+        "unreachable until retries run out",
+    ],
+)
+def test_webhook_failures_keep_its_url_out_of_errors_and_logs(
+    failure, failed_run, simulator, monkeypatch, leak_scan
+):
+    instance, result = failed_run
+    status, body, headers = {
+        "revoked (403 invalid_token)": (403, b"invalid_token", {}),
+        "removed (404 no_service)": (404, b"no_service", {}),
+        "rate limited until retries run out (429)": (429, b"rate_limited", {"Retry-After": "0"}),
+        "unreachable until retries run out": (200, b"ok", {}),
+    }[failure]
+    receiver = WebhookReceiver(status=status, secret_path=SECRET_PATH, body=body, headers=headers)
+    url = receiver.url
+    if failure.startswith("unreachable"):
+        receiver.stop()  # nothing listens at the URL any more: connection refused, retried
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", url)
+    try:
+        crm = ZendeskCRMResource(base_url=simulator.url, email="ops@example.com", api_token="s3cret")
+        slack = SlackWebhook(webhook_url=dg.EnvVar("SLACK_WEBHOOK_URL"))
+        with pytest.raises(Exception, match=f"alert for run {result.run_id} not delivered: Slack") as raised:
+            evaluate(instance, result, {"slack": slack, "crm": crm})
+        if status == 429:
+            assert len(receiver.bodies) == 3  # the first attempt and both retries were refused
+            assert "Slack webhook answered 429" in str(raised.value)
+        elif failure.startswith("unreachable"):
+            assert "Connection refused" in str(raised.value)
+        else:
+            assert len(receiver.bodies) == 1 and f"Slack webhook answered {status}" in str(raised.value)
+        assert len(simulator.created) == 1  # the CRM ticket was still opened
+        leak_scan.assert_absent(
+            [url, SECRET_PATH, SECRET_PATH.rsplit("/", 1)[1]],
+            error=raised.value,
+            instance=instance,
+            run_id=result.run_id,
+        )
+    finally:
+        if not failure.startswith("unreachable"):
+            receiver.stop()
+
+
 def test_alert_resources_come_from_the_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv("SLACK_WEBHOOK_URL", "https://hooks.slack.example/services/T/B/secret")
-    resources = build_resources(settings_for(str(tmp_path)))
+    url = "https://hooks.slack.example/services/T/B/secret"
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", url)  # where Dagster resolves the EnvVar at run time
+    resources = build_resources(settings_for(str(tmp_path), SLACK_WEBHOOK_URL=url))
     assert isinstance(resources["slack"].webhook_url, dg.EnvVar)  # a reference, not the value
+    assert resources["slack"].webhook_url.env_var_name == "SLACK_WEBHOOK_URL" and url not in repr(resources)
     monkeypatch.delenv("SLACK_WEBHOOK_URL")
     assert not build_resources(settings_for(str(tmp_path)))["slack"].enabled

@@ -71,9 +71,18 @@ def test_api_token_auth_and_a_wrong_token_fails_without_echoing_it(tickets):
         assert "WRONG" not in str(failure.value)
 
 
-def test_fifty_randomized_fault_schedules_lose_and_duplicate_nothing(tickets):
+def test_fifty_randomized_fault_schedules_lose_and_duplicate_nothing(tickets, monkeypatch):
     expected = expected_ids(tickets)
-    started, injected = time.monotonic(), 0
+    with ZendeskSimulator(tickets, oauth_token=TOKEN).running() as clean:
+        assert sorted(t["id"] for t in client(clean.url).fetch_updated_tickets(START, END)) == expected
+        pages = clean.requests  # what the export costs without faults
+    # Every wait the client asks for (recorded, not timed): Retry-After is 0 here, backoff <= 0.01 s.
+    waits = []
+    real_wait = ZendeskAPI._wait
+    monkeypatch.setattr(
+        ZendeskAPI, "_wait", lambda self, state: waits.append(real_wait(self, state)) or waits[-1]
+    )
+    injected = refused_total = wasted_total = 0
     for seed in range(50):
         faults = FaultConfig(
             rate_limit=0.12,
@@ -92,8 +101,17 @@ def test_fifty_randomized_fault_schedules_lose_and_duplicate_nothing(tickets):
             assert len(ids) == len(set(ids)), f"seed {seed}: duplicates"
             assert sorted(ids) == expected, f"seed {seed}: lost tickets"
             injected += sum(sim.served.values())
+            # Each refused response costs exactly one more request; a truncated or empty page or a
+            # timeout at most one: nothing is fetched again without a fault, the export never restarts.
+            served = sim.served
+            refused = served["rate_limit"] + served["server_error"]
+            wasted_at_most = refused + served["malformed"] + served["empty_page"] + served["slow"]
+            assert pages + refused <= sim.requests <= pages + wasted_at_most, f"seed {seed}: {sim.requests}"
+            refused_total += refused
+            wasted_total += sim.requests - pages
     assert injected > 300  # the schedules really did inject faults (450 with these seeds)
-    assert time.monotonic() - started < 120
+    # One wait before each retry (every refused response is retried), never a long one.
+    assert refused_total <= len(waits) <= wasted_total and max(waits) <= 0.01
 
 
 def test_rate_limits_wait_for_retry_after(tickets):
@@ -145,7 +163,7 @@ def test_created_tickets_appear_in_the_cursor_paginated_list(tickets):
 
 
 def test_asset_ingests_through_http_and_secrets_stay_out_of_logs_and_metadata(
-    tickets, tmp_path, monkeypatch, caplog
+    tickets, tmp_path, monkeypatch, caplog, leak_scan
 ):
     secret = "zd-api-token-9f8e7d6c5b4a"
     monkeypatch.setenv("ZENDESK_API_TOKEN", secret)
@@ -164,6 +182,12 @@ def test_asset_ingests_through_http_and_secrets_stay_out_of_logs_and_metadata(
             )
             assert result.success
             text = "\n".join(str(e) for e in instance.all_logs(result.run_id))
+            assert sum(sim.served.values()) > 0  # faults were injected, and retried away
+            leak_scan.assert_absent(
+                [secret, basic_auth_header("ops@example.com", secret).split()[1]],
+                instance=instance,
+                run_id=result.run_id,
+            )
     stored = UPath(tmp_path) / "raw" / "crm_tickets" / "2026-01-12.parquet"
     import pandas as pd
 
@@ -172,6 +196,58 @@ def test_asset_ingests_through_http_and_secrets_stay_out_of_logs_and_metadata(
     )
     assert secret not in text and secret not in caplog.text
     assert basic_auth_header("ops@example.com", secret).split()[1] not in text + caplog.text
+
+
+@pytest.mark.parametrize("failure", ["wrong api token (401)", "wrong oauth token (401)", "retries exhausted"])
+def test_failed_crm_runs_keep_the_secret_out_of_errors_logs_and_the_event_log(
+    failure, tickets, tmp_path, monkeypatch, leak_scan
+):
+    """The failure paths report the URL and the problem, never the credential that was sent."""
+    configured = {
+        "wrong api token (401)": "zd-api-token-WRONG-51f0c2",
+        "wrong oauth token (401)": "oauth-token-WRONG-77a9e3",
+        "retries exhausted": "oauth-token-RIGHT-3b8d41",
+    }[failure]
+    if failure == "wrong api token (401)":
+        monkeypatch.setenv("ZENDESK_API_TOKEN", configured)
+        auth = {"oauth_token": None, "email": "ops@example.com", "api_token": dg.EnvVar("ZENDESK_API_TOKEN")}
+        sent = [configured, basic_auth_header("ops@example.com", configured).split()[1]]
+    else:
+        monkeypatch.setenv("ZENDESK_OAUTH_TOKEN", configured)
+        auth = {"oauth_token": dg.EnvVar("ZENDESK_OAUTH_TOKEN")}
+        sent = [configured]
+    server_token = "oauth-token-RIGHT-3b8d41"
+    faults = FaultConfig(server_error=1.0) if failure == "retries exhausted" else FaultConfig()
+    simulator = ZendeskSimulator(
+        tickets,
+        oauth_token=server_token,
+        email="ops@example.com",
+        api_token="zd-api-token-RIGHT-0d2e",
+        faults=faults,
+    )
+    with simulator.running() as sim, dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [crm_tickets],
+            instance=instance,
+            partition_key="2026-01-12",
+            raise_on_error=False,
+            resources={
+                "crm": client(sim.url, max_attempts=3, **auth),
+                "io_manager": ParquetIOManager(base_path=str(tmp_path)),
+            },
+        )
+        assert not result.success
+        errors = [e.event_specific_data.error for e in result.get_step_failure_events()]
+        error = "\n".join(e.to_string() for e in errors)
+        if failure == "retries exhausted":
+            assert "gave up after 3 attempts" in error and sim.served["server_error"] >= 3
+            # The step's own retries (each logs the error again) are in the scanned event log too.
+            kinds = [e.event_type for e in result.all_events]
+            assert dg.DagsterEventType.STEP_UP_FOR_RETRY in kinds
+        else:
+            assert "authentication failed (401)" in error
+        leak_scan.assert_absent(sent, error=error, instance=instance, run_id=result.run_id)
+        assert leak_scan.scanned["run's event log"] > 0 and leak_scan.scanned["captured logs"] > 0
 
 
 def test_a_crm_that_stays_broken_fails_the_asset_and_writes_nothing(tickets, tmp_path):

@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 
 from churn_platform.definitions import build_definitions
+from churn_platform.logs import sensors
 from churn_platform.logs.landing_zone import LandingZone, fingerprint
 from churn_platform.logs.sensors import days_to_watch, detect_changes
 from churn_platform.orchestration.partitions import build_partitions
@@ -144,19 +145,37 @@ def test_s3_listing_pages_through_a_day_with_more_than_a_thousand_files(s3_serve
     assert len(files) == 1205 and len({f.version for f in files}) == 1  # same bytes, same ETag
 
 
-def test_a_tick_that_catches_files_still_arriving_waits_out_the_quiet_period(platform):
+def test_a_tick_that_catches_files_still_arriving_waits_out_the_quiet_period(platform, monkeypatch):
     settings, zone = platform
+    quiet = 3
     defs = build_definitions(
         dataclasses.replace(
-            settings, automation=dataclasses.replace(settings.automation, landing_quiet_seconds=2)
+            settings, automation=dataclasses.replace(settings.automation, landing_quiet_seconds=quiet)
         )
     )
     sensor = defs.resolve_sensor_def("interaction_logs_landing_sensor")
-    zone.write_file(YESTERDAY, "part-0.jsonl", event_line(YESTERDAY, 0))
+    # Watch what the tick sees each time it looks at the landing zone (a spy: the real function
+    # runs). The file lands just as the tick first looks, so that look always finds it brand new.
+    looks = []
+
+    def watched_detect_changes(*args, **kwargs):
+        if not looks:
+            zone.write_file(YESTERDAY, "part-0.jsonl", event_line(YESTERDAY, 0))
+        changes = real_detect_changes(*args, **kwargs)
+        looks.append((time.monotonic(), changes))
+        return changes
+
+    real_detect_changes = sensors.detect_changes
+    monkeypatch.setattr(sensors, "detect_changes", watched_detect_changes)
     with dg.instance_for_test() as instance:
-        started = time.monotonic()
-        result = evaluate(sensor, instance, zone)  # the file is brand new: not quiet yet
-        waited = time.monotonic() - started
-    # Requested in this very tick, after waiting for the quiet period (not a whole interval later).
+        result = evaluate(sensor, instance, zone)
+    # Requested in this very tick, after waiting for the quiet period (not a whole interval later):
     assert [r.partition_key for r in result.run_requests] == [YESTERDAY]
-    assert 1.0 < waited < 5
+    # the first look found the day still settling, with at most the quiet period left to wait,
+    (first_at, first), (second_at, second) = looks
+    assert first.changed == {} and list(first.settling) == [YESTERDAY]
+    assert 0 < first.settling[YESTERDAY] <= quiet
+    # the tick waited that long (a lower bound only: a loaded machine may take longer), and the
+    # second look found the day's files settled, and changed.
+    assert second_at - first_at >= first.settling[YESTERDAY]
+    assert second.settling == {} and list(second.changed) == [YESTERDAY]

@@ -1,5 +1,7 @@
 """The platform on S3 (moto's server) and GCS (an emulator), over real HTTP."""
 
+import json
+
 import dagster as dg
 import pandas as pd
 import pytest
@@ -208,3 +210,156 @@ def test_wrong_credentials_are_reported_with_what_to_check():
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def write_fails(manager, instance) -> tuple[str, str]:
+    """Materialize one partition through ``manager``; it must fail. Returns the run id and the error."""
+
+    @dg.asset(partitions_def=dg.DailyPartitionsDefinition(start_date="2026-01-01"))
+    def things() -> pd.DataFrame:
+        return pd.DataFrame({"x": [1, 2]})
+
+    result = dg.materialize(
+        [things],
+        instance=instance,
+        partition_key="2026-01-02",
+        resources={"io_manager": manager},
+        raise_on_error=False,
+    )
+    assert not result.success
+    return result.run_id, "\n".join(
+        e.event_specific_data.error.to_string() for e in result.get_step_failure_events()
+    )
+
+
+@pytest.fixture(scope="module")
+def s3_with_iam():
+    """moto enforcing IAM auth, with a bucket and a user whose keys are valid but allowed nothing."""
+    endpoint, process = servers.start_s3_with_auth(initial_no_auth_actions=3)
+    try:
+        yield endpoint, servers.s3_user_without_permissions(endpoint, "guarded")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+S3_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzSECRETKEY"
+
+
+@pytest.mark.parametrize(
+    "failure", ["unknown key (403)", "wrong secret (403)", "access denied", "retries exhausted"]
+)
+def test_s3_failures_keep_the_secret_key_out_of_errors_logs_and_the_event_log(
+    failure, s3_with_iam, monkeypatch, leak_scan
+):
+    endpoint, user = s3_with_iam
+    key_id, secret = {
+        "unknown key (403)": ("AKIAUNKNOWN000000000", S3_SECRET),
+        "wrong secret (403)": (user.access_key_id, S3_SECRET),
+        "access denied": (user.access_key_id, user.secret_access_key),
+        "retries exhausted": (user.access_key_id, S3_SECRET),
+    }[failure]
+    if failure == "retries exhausted":
+        endpoint = f"http://127.0.0.1:{servers.free_port()}"  # nothing listens there
+    # As in production: the keys reach the resources as environment variables (dg.EnvVar).
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    connection = ObjectStoreConnection(
+        endpoint_url=endpoint,
+        region="us-east-1",
+        retries=2,
+        access_key_id=dg.EnvVar("AWS_ACCESS_KEY_ID"),
+        secret_access_key=dg.EnvVar("AWS_SECRET_ACCESS_KEY"),
+    )
+    manager = ParquetIOManager(base_path="s3://guarded/wh", connection=connection)
+    with dg.instance_for_test() as instance:
+        run_id, error = write_fails(manager, instance)
+        assert "could not write s3://guarded/wh/things/2026-01-02.parquet" in error or (
+            "access denied write s3://guarded/wh/things/2026-01-02.parquet" in error
+        )
+        if failure == "retries exhausted":
+            assert "Could not connect" in error or "EndpointConnectionError" in error
+        else:
+            assert "access denied" in error and "check the credentials" in error
+        leak_scan.assert_absent([secret], error=error, instance=instance, run_id=run_id)
+
+
+def service_account_file(path, token_uri: str) -> dict:
+    """A service-account key file like Google's, whose token endpoint is ``token_uri``; returns it."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    info = {
+        "type": "service_account",
+        "project_id": "test",
+        "private_key_id": "5e3c1b7a9d2f4e6a8c0b1d3f5a7c9e1b3d5f7a9c",
+        "private_key": pem,
+        "client_email": "writer@test.iam.gserviceaccount.com",
+        "client_id": "100000000000000000001",
+        "token_uri": token_uri,
+    }
+    path.write_text(json.dumps(info))
+    return info
+
+
+GCS_ACCESS_TOKEN = "ya29.c.SECRET-access-token-4f1e2d3c"
+
+
+@pytest.mark.parametrize("failure", ["bad credentials (401)", "access denied (403)", "retries exhausted"])
+def test_gcs_failures_keep_the_key_and_token_out_of_errors_logs_and_the_event_log(
+    failure, gcs_server, tmp_path, monkeypatch, leak_scan
+):
+    import gcsfs.retry
+
+    # gcsfs makes 6 attempts 1, 2, 4, 8 and 16 s apart (not configurable): keep the attempts, not the waits.
+    monkeypatch.setattr(gcsfs.retry, "min", lambda *_: 0, raising=False)
+    if failure == "bad credentials (401)":
+        token_endpoint = servers.StubHTTPServer(
+            401, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
+        )
+    else:
+        token_endpoint = servers.StubHTTPServer(
+            200, {"access_token": GCS_ACCESS_TOKEN, "expires_in": 3600, "token_type": "Bearer"}
+        )
+    refusing = servers.StubHTTPServer(
+        403,
+        {"error": {"code": 403, "message": "writer@test.iam.gserviceaccount.com does not have access"}},
+    )
+    emulator = servers.start_gcs() if failure == "retries exhausted" else None
+    try:
+        if failure == "access denied (403)":
+            endpoint, bucket = refusing.url, "guarded"
+        elif emulator is not None:
+            endpoint, bucket = emulator.endpoint, emulator.new_bucket()
+            emulator.server.stop()  # the store goes away: connection refused, retried
+        else:
+            endpoint, bucket = gcs_server.endpoint, gcs_server.new_bucket()
+        info = service_account_file(tmp_path / "key.json", f"{token_endpoint.url}/token")
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "key.json"))
+        connection = ObjectStoreConnection(
+            endpoint_url=endpoint, gcs_project="test", gcs_token=dg.EnvVar("GOOGLE_APPLICATION_CREDENTIALS")
+        )
+        manager = ParquetIOManager(base_path=f"gs://{bucket}/wh", connection=connection)
+        with dg.instance_for_test() as instance:
+            run_id, error = write_fails(manager, instance)
+            assert f"could not write gs://{bucket}/wh/things/2026-01-02.parquet" in error
+            if failure == "bad credentials (401)":
+                assert "invalid_grant" in error and len(token_endpoint.requests) >= 6  # retried, gave up
+            elif failure == "access denied (403)":
+                assert "Forbidden" in error and len(refusing.requests) >= 1
+            else:
+                assert len(token_endpoint.requests) >= 1  # it had a token, the store was gone
+            key_lines = [line for line in info["private_key"].splitlines() if "PRIVATE KEY" not in line]
+            leak_scan.assert_absent(
+                [info["private_key_id"], GCS_ACCESS_TOKEN, *key_lines],
+                error=error,
+                instance=instance,
+                run_id=run_id,
+            )
+    finally:
+        token_endpoint.stop()
+        refusing.stop()
