@@ -6,6 +6,7 @@ import pandas as pd
 from churn_platform.crm.resources import CRMResource
 from churn_platform.crm.sentiment import score_ticket_sentiment
 from churn_platform.crm.tickets import normalize_tickets
+from churn_platform.crm.zendesk_api import CRMRequestRefused
 from churn_platform.orchestration import asset_keys as keys
 from churn_platform.orchestration.partitions import PlatformPartitions
 from churn_platform.orchestration.retries import EXTERNAL_CALL_RETRY
@@ -28,7 +29,12 @@ def build_crm_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefinition
         (the CRM's export only knows a ticket's current state).
         """
         window = context.partition_time_window  # one day, or the whole range of a single-run backfill
-        return normalize_tickets(crm.fetch_updated_tickets(window.start, window.end))
+        try:
+            tickets = crm.fetch_updated_tickets(window.start, window.end)
+        except CRMRequestRefused as exc:
+            # Refused credentials or requests stay refused: fail now, without the step's retries.
+            raise dg.Failure(str(exc), allow_retries=False) from None
+        return normalize_tickets(tickets)
 
     @dg.asset(
         key=keys.TICKET_SENTIMENT,

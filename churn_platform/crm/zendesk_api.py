@@ -25,6 +25,11 @@ class CRMAPIError(RuntimeError):
     """The CRM API failed in a way retries did not fix; the message names the URL and the problem."""
 
 
+class CRMRequestRefused(CRMAPIError):
+    """The CRM refused the request itself (credentials, permissions, a bad request): retrying the
+    same request cannot succeed, so callers fail without retrying."""
+
+
 class _Transient(Exception):
     def __init__(self, url: str, problem: str, retry_after: float | None = None):
         super().__init__(f"{url}: {problem}")
@@ -111,12 +116,12 @@ class ZendeskAPI:
         if status >= 500:
             raise _Transient(url, f"server error {status}")
         if status in (401, 403):
-            raise CRMAPIError(
+            raise CRMRequestRefused(
                 f"{url}: authentication failed ({status}); check CHURN_CRM_EMAIL and ZENDESK_API_TOKEN "
                 "or ZENDESK_OAUTH_TOKEN"
             )
         if status >= 400:
-            raise CRMAPIError(f"{url}: request refused ({status}): {response.text[:300]}")
+            raise CRMRequestRefused(f"{url}: request refused ({status}): {response.text[:300]}")
         try:
             body = response.json()
         except ValueError:

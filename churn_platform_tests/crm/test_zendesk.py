@@ -246,6 +246,10 @@ def test_failed_crm_runs_keep_the_secret_out_of_errors_logs_and_the_event_log(
             assert dg.DagsterEventType.STEP_UP_FOR_RETRY in kinds
         else:
             assert "authentication failed (401)" in error
+            # Refused credentials stay refused: one attempt of the step, no step retries.
+            kinds = [e.event_type for e in result.all_events]
+            assert kinds.count(dg.DagsterEventType.STEP_START) == 1
+            assert dg.DagsterEventType.STEP_UP_FOR_RETRY not in kinds
         leak_scan.assert_absent(sent, error=error, instance=instance, run_id=result.run_id)
         assert leak_scan.scanned["run's event log"] > 0 and leak_scan.scanned["captured logs"] > 0
 
