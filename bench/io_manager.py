@@ -4,7 +4,9 @@ One partition of realistic interaction logs (1M rows by default), written and re
 ways on the same data in one run. Prints medians and the IO manager / pyarrow ratios and writes
 bench/results/io_manager.{json,md}.
 
-    .venv/bin/python bench/io_manager.py [--rows 1000000] [--repeat 7]
+    .venv/bin/python bench/io_manager.py [--rows 1000000] [--repeat 7] [--smoke]
+
+``--smoke``: 2,000 rows, one run each, results to a temporary directory.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench._common import best_of, write_results
+from bench._common import add_smoke_flag, best_of, write_results
+from churn_platform.orchestration import asset_keys as keys
 from churn_platform.storage.connection import ObjectStoreConnection, open_path
 from churn_platform.storage.parquet_io_manager import ParquetIOManager
 from churn_platform_tests.support import servers
 
-KEY = dg.AssetKey(["raw", "interaction_logs"])
+KEY = keys.INTERACTION_LOGS
 PARTITION = "2026-01-15"
 PARTITIONS = dg.DailyPartitionsDefinition(start_date="2026-01-01")
 
@@ -71,8 +74,14 @@ def io_manager_pair(manager: ParquetIOManager, calls: int):
         )
         for _ in range(calls)
     ]
+    # The input's Dagster type is what an asset parameter annotated ``pd.DataFrame`` gets; the IO
+    # manager reads it to tell a DataFrame input from a ``ParquetFiles`` one.
     input_context = dg.build_input_context(
-        asset_key=KEY, partition_key=PARTITION, instance=instance, asset_partitions_def=PARTITIONS
+        asset_key=KEY,
+        partition_key=PARTITION,
+        instance=instance,
+        asset_partitions_def=PARTITIONS,
+        dagster_type=dg.PythonObjectDagsterType(pd.DataFrame),
     )
 
     def write(df):
@@ -104,7 +113,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=7)
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.rows, args.repeat = 2_000, 1
     df = make_logs(args.rows)
 
     s3 = servers.start_s3()
@@ -154,7 +166,10 @@ def main() -> None:
         for case, r in rows.items()
     ]
     write_results(
-        "io_manager", {"rows": args.rows, "repeat": args.repeat, "cases": rows}, "\n".join(lines) + "\n"
+        "io_manager",
+        {"rows": args.rows, "repeat": args.repeat, "cases": rows},
+        "\n".join(lines) + "\n",
+        smoke=args.smoke,
     )
 
 

@@ -3,7 +3,11 @@ partition materialized, at the configured interval (a real `dagster dev`, local 
 and what one sensor tick costs on S3 (moto's server) as the bucket grows, against a listing of
 the whole prefix (dagster-aws `get_objects`), in one run.
 
-    .venv/bin/python bench/sensor_latency.py [--samples 10]
+    .venv/bin/python bench/sensor_latency.py [--samples 10] [--customers 200] [--smoke]
+
+``--smoke``: one landed day of 20 customers, a 1 s sensor interval and a small bucket (3 and 6
+days of 2 files), results to a temporary directory; most of its time is `dagster dev` starting
+and one run.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -19,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench._common import write_results  # noqa: E402
+from bench._common import add_smoke_flag, write_results  # noqa: E402
 
 LANDING_SENSOR = "interaction_logs_landing_sensor"
 
@@ -29,10 +34,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def latency(samples: int, customers: int) -> dict:
+def latency(samples: int, customers: int, smoke: bool = False) -> dict:
     import dagster as dg
     from dagster._core.instance.ref import InstanceRef
 
+    from churn_platform.orchestration import asset_keys as keys
     from churn_platform.resources import build_resources
     from churn_platform.settings import load_settings
     from churn_platform.synthetic.generator import generate
@@ -47,6 +53,8 @@ def latency(samples: int, customers: int) -> dict:
         "CHURN_START_DATE": first.isoformat(),
         "CHURN_AUTOMATION_RUNNING": "1",
         "CHURN_LANDING_LOOKBACK_DAYS": str(samples + 1),
+        # A smoke run checks the path, not the latency: tick every second.
+        **({"CHURN_LANDING_SENSOR_INTERVAL": "1"} if smoke else {}),
     }
     settings = load_settings(env)
     zone = build_resources(settings)["landing_zone"]
@@ -63,11 +71,13 @@ def latency(samples: int, customers: int) -> dict:
         for path in zone.files_for(day):
             path.unlink()
 
-    dev = DagsterDev(root / "dagster_home", env).start()
-    instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(dev.home)))
+    dev = DagsterDev(root / "dagster_home", env)
     rows = []
-    try:
-        time.sleep(10)  # let the first ticks (empty landing zone) pass
+    try:  # whatever fails, even while it starts, stops `dagster dev` and everything it started
+        dev.start()
+        instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(dev.home)))
+        if not smoke:
+            time.sleep(10)  # let the first ticks (empty landing zone) pass
         for day, files in held.items():
             landed = time.time()
             for name, content in files.items():
@@ -92,9 +102,7 @@ def latency(samples: int, customers: int) -> dict:
             assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS, record.dagster_run.status
             materialized = (
                 instance.fetch_materializations(
-                    dg.AssetRecordsFilter(
-                        asset_key=dg.AssetKey(["raw", "interaction_logs"]), asset_partitions=[day]
-                    ),
+                    dg.AssetRecordsFilter(asset_key=keys.INTERACTION_LOGS, asset_partitions=[day]),
                     limit=1,
                 )
                 .records[0]
@@ -115,6 +123,8 @@ def latency(samples: int, customers: int) -> dict:
             )
     finally:
         dev.stop()
+    if smoke:  # a full run keeps its instance and logs for a look afterwards
+        shutil.rmtree(root, ignore_errors=True)
     summary = {
         stage: {
             "p50": statistics.median(r[stage] for r in rows),
@@ -195,11 +205,20 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=10)
     parser.add_argument("--customers", type=int, default=200)
+    add_smoke_flag(parser)
     args = parser.parse_args()
     print("landing -> run latency (dagster dev, local landing zone):", flush=True)
-    result = latency(args.samples, args.customers)
-    print("tick cost on S3 (moto) as the bucket grows, 7-day lookback, 20 files a day:", flush=True)
-    ticks = tick_cost(objects_per_day=20, days_list=[30, 180, 730], lookback=7)
+    if args.smoke:
+        result = latency(samples=1, customers=20, smoke=True)
+        per_day, days_list, lookback = 2, [3, 6], 2
+    else:
+        result = latency(args.samples, args.customers)
+        per_day, days_list, lookback = 20, [30, 180, 730], 7
+    print(
+        f"tick cost on S3 (moto) as the bucket grows, {lookback}-day lookback, {per_day} files a day:",
+        flush=True,
+    )
+    ticks = tick_cost(objects_per_day=per_day, days_list=days_list, lookback=lookback)
     s = result["summary"]
     lines = [
         "# Landing sensor latency and tick cost",
@@ -219,11 +238,11 @@ def main() -> None:
             )
         ),
         "",
-        "One tick on S3 (moto's server over HTTP): the 7 day prefixes of the lookback, against one",
+        f"One tick on S3 (moto's server over HTTP): the {lookback} day prefixes of the lookback, against one",
         "listing of the whole `interaction_logs/` prefix (what a `get_objects(since_last_modified=...)`",
-        "sensor does every tick), as the bucket grows at 20 files a day:",
+        f"sensor does every tick), as the bucket grows at {per_day} files a day:",
         "",
-        "| objects in the bucket | tick (7 prefixes) | whole-prefix listing | ratio |",
+        f"| objects in the bucket | tick ({lookback} prefixes) | whole-prefix listing | ratio |",
         "|---|---|---|---|",
         *(
             f"| {r['objects']} | {r['tick_seconds']:.3f} s | {r['full_listing_seconds']:.3f} s | {r['ratio']:.1f}x |"
@@ -231,8 +250,9 @@ def main() -> None:
         ),
         "",
     ]
-    write_results("sensor_latency", {"latency": result, "tick_cost": ticks}, "\n".join(lines))
-    print("\n".join(lines))
+    write_results(
+        "sensor_latency", {"latency": result, "tick_cost": ticks}, "\n".join(lines), smoke=args.smoke
+    )
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ twice in one run: without tracking, then with everything the churn_model asset t
 metrics/params, lineage, four plots, the model logged with signature and input example, and a
 registered version) on a local SQLite store. Writes bench/results/training.{json,md}.
 
-    .venv/bin/python bench/training.py [--rows 1000000] [--features 30]
+    .venv/bin/python bench/training.py [--rows 1000000] [--features 30] [--smoke]
+
+``--smoke``: 2,000 rows x 8 features, results to a temporary directory.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench._common import write_results
+from bench._common import add_smoke_flag, write_results
 from churn_platform.ml.plots import evaluation_figures
 from churn_platform.ml.tracking import MLflowTracking
 from churn_platform.ml.training import train_churn_model, training_lineage
@@ -48,7 +50,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--features", type=int, default=30)
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.rows, args.features = 2_000, 8
     table = customer_table(args.rows, args.features)
 
     started = time.perf_counter()
@@ -108,7 +113,7 @@ def main() -> None:
         )
         + "\n"
     )
-    write_results("training", results, markdown)
+    write_results("training", results, markdown, smoke=args.smoke)
 
 
 if __name__ == "__main__":
