@@ -18,6 +18,7 @@ from dagster._core.instance.ref import InstanceRef
 
 from churn_platform.crm.export import read_export
 from churn_platform.crm.simulator import ZendeskSimulator
+from churn_platform.orchestration import asset_keys as keys
 from churn_platform.orchestration.partitions import LABEL_HORIZON_DAYS
 from churn_platform.resources import build_resources
 from churn_platform.settings import load_settings
@@ -35,10 +36,6 @@ LAST = TODAY - dt.timedelta(days=1)  # the newest closed daily partition
 FIRST = LAST - dt.timedelta(days=DAYS - 1)
 EMAIL, TOKEN = "ops@example.com", "e2e-token"
 LANDING_SENSOR = "interaction_logs_landing_sensor"
-
-
-def key(path: str) -> dg.AssetKey:
-    return dg.AssetKey(path.split("/"))
 
 
 def day(offset: int) -> str:
@@ -59,21 +56,23 @@ class Deployment:
         self.instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(dev.home)))
         self.zone = build_resources(settings)["landing_zone"]
 
-    def materializations(self, asset: str, partition: str) -> list[dg.EventLogRecord]:
+    def materializations(self, asset: dg.AssetKey, partition: str) -> list[dg.EventLogRecord]:
         return list(
             self.instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=key(asset), asset_partitions=[partition]), limit=100
+                dg.AssetRecordsFilter(asset_key=asset, asset_partitions=[partition]), limit=100
             ).records
         )
 
     def runs(self, **tags: str) -> list[dg.DagsterRun]:
         return list(self.instance.get_runs(filters=dg.RunsFilter(tags=tags)))
 
-    def wait_materialized_after(self, asset: str, partition: str, since: float, timeout: float = 180) -> None:
+    def wait_materialized_after(
+        self, asset: dg.AssetKey, partition: str, since: float, timeout: float = 180
+    ) -> None:
         wait_until(
             lambda: any(r.timestamp > since for r in self.materializations(asset, partition)),
             timeout,
-            f"{asset} partition {partition} to be materialized",
+            f"{asset.to_user_string()} partition {partition} to be materialized",
         )
 
 
@@ -154,7 +153,7 @@ def test_sensors_and_schedules_are_running_in_the_deployment(deployment):
 
 def test_landed_files_start_a_sensor_run_and_automation_updates_downstream(deployment):
     d, last = deployment, LAST.isoformat()
-    unchanged_before = len(d.materializations("features/customer_daily_activity", day(-5)))
+    unchanged_before = len(d.materializations(keys.CUSTOMER_DAILY_ACTIVITY, day(-5)))
     started = time.time()
     for name, content in d.held.items():  # several files for one day
         d.zone.write_file(last, name, content)
@@ -164,25 +163,25 @@ def test_landed_files_start_a_sensor_run_and_automation_updates_downstream(deplo
         120,
         f"a landing-sensor run for {last}",
     )[0]
-    d.wait_materialized_after("raw/interaction_logs", last, started)
+    d.wait_materialized_after(keys.INTERACTION_LOGS, last, started)
     for asset in (
-        "features/customer_daily_activity",
-        "features/customer_features",
-        "ml/churn_scores",
-        "ml/feature_drift",
+        keys.CUSTOMER_DAILY_ACTIVITY,
+        keys.CUSTOMER_FEATURES,
+        keys.CHURN_SCORES,
+        keys.FEATURE_DRIFT,
     ):
         d.wait_materialized_after(asset, last, started)
     # The label whose 30-day outcome window the new day completed.
     d.wait_materialized_after(
-        "ml/churn_labels", (LAST - dt.timedelta(days=LABEL_HORIZON_DAYS)).isoformat(), started
+        keys.CHURN_LABELS, (LAST - dt.timedelta(days=LABEL_HORIZON_DAYS)).isoformat(), started
     )
 
     assert d.instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.SUCCESS
     # One run for the day however many files, and the partitions that did not change were not re-run.
     time.sleep(3)
     assert len(d.runs(**{"dagster/sensor_name": LANDING_SENSOR, "dagster/partition": last})) == 1
-    assert len(d.materializations("features/customer_daily_activity", day(-5))) == unchanged_before
-    scores = d.materializations("ml/churn_scores", last)[0].asset_materialization.metadata
+    assert len(d.materializations(keys.CUSTOMER_DAILY_ACTIVITY, day(-5))) == unchanged_before
+    scores = d.materializations(keys.CHURN_SCORES, last)[0].asset_materialization.metadata
     assert str(scores["model_version"].value) == "1"  # the champion seeded before the day landed
 
 
@@ -219,10 +218,10 @@ def test_backfill_of_a_date_range_through_the_cli(deployment):
     assert "COMPLETED" in result.stdout
     partitions = [day(n) for n in range(-20, -15)]
     for asset in (
-        "raw/crm_tickets",
-        "raw/interaction_logs",
-        "features/customer_daily_activity",
-        "features/customer_features",
+        keys.CRM_TICKETS,
+        keys.INTERACTION_LOGS,
+        keys.CUSTOMER_DAILY_ACTIVITY,
+        keys.CUSTOMER_FEATURES,
     ):
         for partition in partitions:
             assert any(r.timestamp > started for r in d.materializations(asset, partition)), (
@@ -230,7 +229,7 @@ def test_backfill_of_a_date_range_through_the_cli(deployment):
                 partition,
             )
     # Exactly the range: the features of later days were not touched.
-    assert not any(r.timestamp > started for r in d.materializations("features/customer_features", day(-15)))
+    assert not any(r.timestamp > started for r in d.materializations(keys.CUSTOMER_FEATURES, day(-15)))
     # Single-run backfill policies: the whole range in one run, not one per day.
     runs = d.runs(**{"dagster/backfill": backfill_id})
     assert len(runs) == 1
@@ -258,7 +257,7 @@ def test_a_failed_run_alerts_slack_and_opens_a_crm_ticket(deployment):
         90,
         "the failure alert at the webhook",
     )
-    assert "raw/interaction_logs" in posted[0]["text"] and broken_day in posted[0]["text"]
+    assert keys.INTERACTION_LOGS.to_user_string() in posted[0]["text"] and broken_day in posted[0]["text"]
     assert f"{d.dev.url}/runs/{run.run_id}" in str(posted[0]["blocks"])
     ticket = wait_until(
         lambda: [t for t in d.simulator.created if run.run_id in t["description"]],
@@ -267,5 +266,5 @@ def test_a_failed_run_alerts_slack_and_opens_a_crm_ticket(deployment):
     )[0]
     assert broken_day in ticket["subject"] and "zz-broken.jsonl" in ticket["description"]
     # The bad file did not overwrite the day's good data.
-    good = d.materializations("raw/interaction_logs", broken_day)
+    good = d.materializations(keys.INTERACTION_LOGS, broken_day)
     assert good and all(r.run_id != run.run_id for r in good)

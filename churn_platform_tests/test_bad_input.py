@@ -5,17 +5,20 @@ import json
 import dagster as dg
 from upath import UPath
 
+from churn_platform.orchestration import asset_keys as keys
 from churn_platform.orchestration.run_tags import partition_range_tags
 from churn_platform.storage.files import sha256_hex
 
-LOGS = dg.AssetKey(["raw", "interaction_logs"])
 LOGS_STEP = "raw__interaction_logs"
 DAY = "2026-01-10"
 
 
 def run_logs(platform, day=DAY):
     return platform.defs.resolve_job_def("daily_ingestion_job").execute_in_process(
-        instance=platform.instance, partition_key=day, asset_selection=[LOGS], raise_on_error=False
+        instance=platform.instance,
+        partition_key=day,
+        asset_selection=[keys.INTERACTION_LOGS],
+        raise_on_error=False,
     )
 
 
@@ -55,7 +58,9 @@ def landing_file(platform, day=DAY):
 
 
 def output_file(platform, day=DAY):
-    return UPath(platform.settings.storage.warehouse_dir) / "raw" / "interaction_logs" / f"{day}.parquet"
+    return UPath(platform.settings.storage.warehouse_dir).joinpath(
+        *keys.INTERACTION_LOGS.path, f"{day}.parquet"
+    )
 
 
 def test_malformed_line_fails_naming_file_and_line_and_writes_nothing(small_platform):
@@ -110,9 +115,12 @@ def test_labels_refuse_to_run_before_their_30_future_days_exist(small_platform):
     ingest(small_platform, "2026-01-01", "2026-01-20")
     result = run_job(small_platform, "labels_job", "2026-01-01")
     assert not result.success
-    assert "features/customer_daily_activity partition 2026-01-21 is not materialized" in error_of(result)
+    assert (
+        f"{keys.CUSTOMER_DAILY_ACTIVITY.to_user_string()} partition 2026-01-21 is not materialized"
+        in error_of(result)
+    )
     assert_failed_at_once(result, "ml__churn_labels")
-    assert not (UPath(small_platform.settings.storage.warehouse_dir) / "ml" / "churn_labels").exists()
+    assert not UPath(small_platform.settings.storage.warehouse_dir).joinpath(*keys.CHURN_LABELS.path).exists()
 
 
 def test_scoring_without_a_model_says_to_train_one(small_platform):

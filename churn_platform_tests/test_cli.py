@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from churn_platform.orchestration import asset_keys as keys
+
 pytestmark = pytest.mark.slow
 CLI = os.path.join(os.path.dirname(sys.executable), "churn-platform")
 
@@ -21,8 +23,8 @@ def test_demo_prints_the_summary(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
-    assert "raw/interaction_logs                 75 partitions" in out
-    assert "ml/churn_labels                      45 partitions" in out
+    assert f"{keys.INTERACTION_LOGS.to_user_string():34s}   75 partitions" in out
+    assert f"{keys.CHURN_LABELS.to_user_string():34s}   45 partitions" in out
     assert "roc_auc" in out and "Open them in the Dagster UI" in out
     assert "promotion gate: passed - promoted version 1 to champion" in out and "MLflow UI:" in out
     assert (tmp_path / "home" / "dagster.yaml").exists()  # the instance `dagster dev` will show

@@ -11,6 +11,7 @@ from upath import UPath
 from churn_platform.cli.demo import DemoPlan, run_demo
 from churn_platform.definitions import build_definitions
 from churn_platform.ml.training import ChurnModel
+from churn_platform.orchestration import asset_keys as keys
 from churn_platform.storage.files import sha256_hex
 from churn_platform_tests.support.data import START, generate_into, settings_for
 
@@ -33,43 +34,41 @@ def demo(tmp_path_factory):
         yield settings, defs, instance, plan, stats
 
 
-def latest(instance, key, partition=None):
+def latest(instance, key: dg.AssetKey, partition=None):
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(
-            asset_key=dg.AssetKey(key.split("/")), asset_partitions=[partition] if partition else None
-        ),
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None),
         limit=1,
     ).records
     return records[0].asset_materialization
 
 
-def latest_entry(instance, key, partition):
+def latest_entry(instance, key: dg.AssetKey, partition):
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(key.split("/")), asset_partitions=[partition]), limit=1
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
     ).records
     return records[0].event_log_entry
 
 
-def table(settings, key, partition):
-    return pd.read_parquet(f"{settings.storage.warehouse_dir}/{key}/{partition}.parquet")
+def table(settings, key: dg.AssetKey, partition):
+    return pd.read_parquet(f"{settings.storage.warehouse_dir}/{'/'.join(key.path)}/{partition}.parquet")
 
 
 def test_every_asset_is_materialized_for_the_planned_partitions(demo):
     settings, defs, instance, plan, _ = demo
     expected = {
-        "raw/interaction_logs": DAYS,
-        "raw/crm_tickets": DAYS,
-        "enriched/ticket_sentiment": DAYS,
-        "features/customer_daily_activity": DAYS,
-        "features/customer_features": DAYS,
-        "ml/churn_labels": DAYS - 30,
-        "ml/training_set": 1,
-        "ml/churn_model": 1,
-        "backups/model_snapshot": 1,
-        "ml/churn_scores": 7,
-        "ml/feature_drift": 7,
+        keys.INTERACTION_LOGS: DAYS,
+        keys.CRM_TICKETS: DAYS,
+        keys.TICKET_SENTIMENT: DAYS,
+        keys.CUSTOMER_DAILY_ACTIVITY: DAYS,
+        keys.CUSTOMER_FEATURES: DAYS,
+        keys.CHURN_LABELS: DAYS - 30,
+        keys.TRAINING_SET: 1,
+        keys.CHURN_MODEL: 1,
+        keys.MODEL_SNAPSHOT: 1,
+        keys.CHURN_SCORES: 7,
+        keys.FEATURE_DRIFT: 7,
     }
-    counts = {k: len(instance.get_materialized_partitions(dg.AssetKey(k.split("/")))) for k in expected}
+    counts = {k: len(instance.get_materialized_partitions(k)) for k in expected}
     assert counts == expected
 
 
@@ -81,18 +80,18 @@ def test_row_counts_match_the_generated_data(demo):
             UPath(
                 settings.storage.warehouse_dir,
             )
-            .joinpath("raw", "interaction_logs")
+            .joinpath(*keys.INTERACTION_LOGS.path)
             .iterdir()
         )
     )
     assert len(logs) == stats["events"]
     tickets = pd.concat(
         pd.read_parquet(p)
-        for p in UPath(settings.storage.warehouse_dir).joinpath("raw", "crm_tickets").iterdir()
+        for p in UPath(settings.storage.warehouse_dir).joinpath(*keys.CRM_TICKETS.path).iterdir()
     )
     sentiment = pd.concat(
         pd.read_parquet(p)
-        for p in UPath(settings.storage.warehouse_dir).joinpath("enriched", "ticket_sentiment").iterdir()
+        for p in UPath(settings.storage.warehouse_dir).joinpath(*keys.TICKET_SENTIMENT.path).iterdir()
     )
     assert len(tickets) == len(sentiment) == stats["tickets"]
     assert tickets["ticket_id"].is_unique
@@ -102,7 +101,7 @@ def test_tables_have_their_documented_columns(demo):
     settings, _, _, plan, _ = demo
     day = plan.last_labelled_day
     assert {"event_date", "customer_id", "event_type", "timestamp", "session_id", "properties"} <= set(
-        table(settings, "raw/interaction_logs", day)
+        table(settings, keys.INTERACTION_LOGS, day)
     )
     assert {
         "customer_id",
@@ -112,23 +111,23 @@ def test_tables_have_their_documented_columns(demo):
         "spend",
         "tickets",
         "mean_sentiment",
-    } <= set(table(settings, "features/customer_daily_activity", day))
-    features = table(settings, "features/customer_features", day)
+    } <= set(table(settings, keys.CUSTOMER_DAILY_ACTIVITY, day))
+    features = table(settings, keys.CUSTOMER_FEATURES, day)
     assert {"events_7d", "events_30d", "days_since_last_event", "activity_trend", "plan", "is_active"} <= set(
         features
     )
     assert features[["as_of_date", "customer_id"]].duplicated().sum() == 0
-    labels = table(settings, "ml/churn_labels", day)
+    labels = table(settings, keys.CHURN_LABELS, day)
     assert set(labels) == {"as_of_date", "customer_id", "churned", "churn_date"}
-    scores = table(settings, "ml/churn_scores", plan.last_day)
+    scores = table(settings, keys.CHURN_SCORES, plan.last_day)
     assert scores["churn_probability"].between(0, 1).all() and len(scores) > 0
-    active = features_last = table(settings, "features/customer_features", plan.last_day)
+    active = features_last = table(settings, keys.CUSTOMER_FEATURES, plan.last_day)
     assert sorted(scores["customer_id"]) == sorted(active.loc[features_last["is_active"], "customer_id"])
 
 
 def test_model_beats_chance_by_a_wide_margin(demo):
     _, _, instance, plan, _ = demo
-    metadata = latest(instance, "ml/churn_model").metadata
+    metadata = latest(instance, keys.CHURN_MODEL).metadata
     assert metadata["split"].value == "out_of_time"  # the AUC is of rows the model could not see
     assert metadata["roc_auc"].value >= ROC_AUC_FLOOR
     assert metadata["expected_saving_per_customer"].value > 0
@@ -141,15 +140,15 @@ def test_model_beats_chance_by_a_wide_margin(demo):
 
 def test_scores_come_from_the_promoted_champion(demo):
     _, _, instance, plan, _ = demo
-    model = latest(instance, "ml/churn_model")
-    scores = latest(instance, "ml/churn_scores", plan.last_day)
+    model = latest(instance, keys.CHURN_MODEL)
+    scores = latest(instance, keys.CHURN_SCORES, plan.last_day)
     assert scores.metadata["model_version"].value == model.metadata["model_version"].value == "1"
 
 
 def test_backup_holds_the_model_and_a_lineage_manifest_that_matches_the_files(demo):
     settings, _, instance, plan, _ = demo
-    snapshot = latest(instance, "backups/model_snapshot", plan.last_labelled_day).metadata
-    model = latest(instance, "ml/churn_model", plan.last_labelled_day).metadata
+    snapshot = latest(instance, keys.MODEL_SNAPSHOT, plan.last_labelled_day).metadata
+    model = latest(instance, keys.CHURN_MODEL, plan.last_labelled_day).metadata
     backup_bytes = UPath(snapshot["model_backup"].value).read_bytes()
     assert sha256_hex(backup_bytes) == model["sha256"].value
     assert not snapshot["model_backup"].value.startswith(
@@ -160,7 +159,10 @@ def test_backup_holds_the_model_and_a_lineage_manifest_that_matches_the_files(de
     training = manifest["training_set"]
     assert sha256_hex(UPath(training["uri"]).read_bytes()) == training["sha256"]
     inputs = manifest["inputs"]
-    assert {i["asset"] for i in inputs} == {"features/customer_features", "ml/churn_labels"}
+    assert {i["asset"] for i in inputs} == {
+        keys.CUSTOMER_FEATURES.to_user_string(),
+        keys.CHURN_LABELS.to_user_string(),
+    }
     assert sorted({i["partition"] for i in inputs}) == training["as_of_dates"]
     for item in inputs:
         assert sha256_hex(UPath(item["uri"]).read_bytes()) == item["sha256"]
@@ -176,16 +178,16 @@ def test_backup_holds_the_model_and_a_lineage_manifest_that_matches_the_files(de
 def test_rematerializing_a_partition_writes_identical_files(demo):
     settings, defs, instance, plan, _ = demo
     day = plan.last_labelled_day
-    keys = [
-        "raw/interaction_logs",
-        "raw/crm_tickets",
-        "enriched/ticket_sentiment",
-        "features/customer_daily_activity",
-        "features/customer_features",
+    assets = [
+        keys.INTERACTION_LOGS,
+        keys.CRM_TICKETS,
+        keys.TICKET_SENTIMENT,
+        keys.CUSTOMER_DAILY_ACTIVITY,
+        keys.CUSTOMER_FEATURES,
     ]
 
     def file_of(key):
-        return UPath(settings.storage.warehouse_dir).joinpath(*key.split("/"), f"{day}.parquet")
+        return UPath(settings.storage.warehouse_dir).joinpath(*key.path, f"{day}.parquet")
 
     def stamp(path):
         info = os.stat(path.path)
@@ -200,16 +202,16 @@ def test_rematerializing_a_partition_writes_identical_files(demo):
 
     # The demo wrote these files in range runs, whose metadata holds totals, not per-file hashes:
     # hash the files on disk before re-materializing, and compare with what the re-runs write.
-    before = {k: latest(instance, k, day).metadata for k in keys}
-    on_disk = {k: sha256_hex(file_of(k).read_bytes()) for k in keys}
+    before = {k: latest(instance, k, day).metadata for k in assets}
+    on_disk = {k: sha256_hex(file_of(k).read_bytes()) for k in assets}
     hashes_per_run = []
     for _ in range(2):
-        stamps = {k: stamp(file_of(k)) for k in keys}
+        stamps = {k: stamp(file_of(k)) for k in assets}
         run_id = rematerialize()
         # Each file was really written again (a new file renamed into place), not left as it was.
-        assert all(stamp(file_of(k)) != stamps[k] for k in keys)
+        assert all(stamp(file_of(k)) != stamps[k] for k in assets)
         hashes = {}
-        for key in keys:
+        for key in assets:
             entry = latest_entry(instance, key, day)
             assert entry.run_id == run_id  # this run's materialization, not the demo's
             after = entry.asset_materialization.metadata
@@ -241,26 +243,24 @@ def test_range_run_equals_partition_by_partition(demo, tmp_path):
                     instance=scratch,
                     partition_key=day,
                     asset_selection=[
-                        dg.AssetKey(["raw", "interaction_logs"]),
-                        dg.AssetKey(["raw", "crm_tickets"]),
-                        dg.AssetKey(["enriched", "ticket_sentiment"]),
-                        dg.AssetKey(["features", "customer_daily_activity"]),
+                        keys.INTERACTION_LOGS,
+                        keys.CRM_TICKETS,
+                        keys.TICKET_SENTIMENT,
+                        keys.CUSTOMER_DAILY_ACTIVITY,
                     ],
                 )
                 .success
             )
-    for key in ("raw/interaction_logs", "raw/crm_tickets", "features/customer_daily_activity"):
+    for key in (keys.INTERACTION_LOGS, keys.CRM_TICKETS, keys.CUSTOMER_DAILY_ACTIVITY):
         for day in days:
-            ours = UPath(tmp_path).joinpath("warehouse", *key.split("/"), f"{day}.parquet").read_bytes()
-            theirs = (
-                UPath(settings.storage.warehouse_dir).joinpath(*key.split("/"), f"{day}.parquet").read_bytes()
-            )
+            ours = UPath(tmp_path).joinpath("warehouse", *key.path, f"{day}.parquet").read_bytes()
+            theirs = UPath(settings.storage.warehouse_dir).joinpath(*key.path, f"{day}.parquet").read_bytes()
             assert sha256_hex(ours) == sha256_hex(theirs), (key, day)
 
 
 def test_drift_of_the_same_population_is_small(demo):
     settings, _, instance, plan, _ = demo
-    drift = table(settings, "ml/feature_drift", plan.last_day)
+    drift = table(settings, keys.FEATURE_DRIFT, plan.last_day)
     assert set(drift["feature"]) >= {"events_30d", "days_since_last_event"}
     # Same generator, same customers a month later: no feature should look like a different population.
     assert drift["psi"].max() < 0.25 and not drift["drifted"].any()

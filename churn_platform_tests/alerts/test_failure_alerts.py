@@ -10,6 +10,7 @@ from churn_platform.alerts.sensors import build_failure_alert_sensor
 from churn_platform.crm.resources import ZendeskCRMResource
 from churn_platform.crm.simulator import ZendeskSimulator
 from churn_platform.definitions import build_definitions
+from churn_platform.orchestration import asset_keys as keys
 from churn_platform.resources import build_resources
 from churn_platform.settings import AlertSettings
 from churn_platform_tests.support.data import settings_for
@@ -26,7 +27,7 @@ def failed_run(tmp_path):
     defs = build_definitions(settings)
     with dg.instance_for_test() as instance:
         result = dg.materialize(
-            [defs.get_assets_def(["raw", "interaction_logs"])],
+            [defs.get_assets_def(keys.INTERACTION_LOGS)],
             instance=instance,
             partition_key=DAY,
             resources=build_resources(settings),
@@ -71,7 +72,7 @@ def test_the_alert_names_run_asset_partition_error_and_link(failed_run):
     run = instance.get_run_by_id(result.run_id)
     alert = describe_failure(run, result.get_step_failure_events(), "", UI)
     assert alert.run_id == result.run_id
-    assert alert.failed_assets == ["raw/interaction_logs"]
+    assert alert.failed_assets == [keys.INTERACTION_LOGS.to_user_string()]
     assert alert.partition == DAY
     assert "no interaction-log files for 2026-01-03" in alert.error and "Failure" in alert.error
     assert alert.run_url == f"{UI}/runs/{result.run_id}"
@@ -84,12 +85,12 @@ def test_failure_reaches_slack_webhook_and_crm(failed_run, simulator, webhook):
 
     assert len(webhook.bodies) == 1
     posted = webhook.bodies[0]
-    assert result.run_id in posted["text"] and "raw/interaction_logs" in posted["text"]
+    assert result.run_id in posted["text"] and keys.INTERACTION_LOGS.to_user_string() in posted["text"]
     assert any(f"{UI}/runs/{result.run_id}" in field["text"] for field in posted["blocks"][1]["fields"])
 
     assert len(simulator.created) == 1
     ticket = simulator.created[0]
-    assert DAY in ticket["subject"] and "raw/interaction_logs" in ticket["subject"]
+    assert DAY in ticket["subject"] and keys.INTERACTION_LOGS.to_user_string() in ticket["subject"]
     assert result.run_id in ticket["description"] and "no interaction-log files" in ticket["description"]
     assert "pipeline_failure" in ticket["tags"]
 

@@ -2,6 +2,7 @@ import pytest
 
 from churn_platform.backups.manifest import build_model_manifest, manifest_bytes
 from churn_platform.backups.resources import BackupStore
+from churn_platform.orchestration import asset_keys as keys
 from churn_platform.storage.files import StorageError
 
 
@@ -25,7 +26,11 @@ def test_manifest_is_deterministic_for_one_materialization():
             "dagster/row_count": 5,
             "as_of_dates": ["2026-03-31"],
             "lineage": [
-                {"asset": "features/customer_features", "partition": "2026-03-31", "sha256": "ef" * 32}
+                {
+                    "asset": keys.CUSTOMER_FEATURES.to_user_string(),
+                    "partition": "2026-03-31",
+                    "sha256": "ef" * 32,
+                }
             ],
         },
         {"run_id": "r0"},

@@ -13,6 +13,7 @@ from churn_platform.crm.assets import build_crm_assets
 from churn_platform.crm.resources import ZendeskCRMResource
 from churn_platform.crm.simulator import FaultConfig, ZendeskSimulator
 from churn_platform.crm.zendesk_api import CRMAPIError, RetrySettings, ZendeskAPI, basic_auth_header
+from churn_platform.orchestration import asset_keys as keys
 from churn_platform.orchestration.partitions import build_partitions
 from churn_platform.settings import load_settings
 from churn_platform.storage.parquet_io_manager import ParquetIOManager
@@ -147,7 +148,9 @@ def test_export_start_time_must_be_a_minute_in_the_past(tickets):
 
 def test_created_tickets_appear_in_the_cursor_paginated_list(tickets):
     with ZendeskSimulator(tickets[:5], oauth_token=TOKEN).running() as sim:
-        new_id = client(sim.url).create_ticket("churn_platform run failed", "asset ml/churn_model", ["alert"])
+        new_id = client(sim.url).create_ticket(
+            "churn_platform run failed", f"asset {keys.CHURN_MODEL.to_user_string()}", ["alert"]
+        )
         assert new_id == max(t["id"] for t in tickets[:5]) + 1
         headers = {"Authorization": f"Bearer {TOKEN}"}
         seen, url = [], f"{sim.url}/api/v2/tickets.json?page[size]=2"
@@ -188,7 +191,7 @@ def test_asset_ingests_through_http_and_secrets_stay_out_of_logs_and_metadata(
                 instance=instance,
                 run_id=result.run_id,
             )
-    stored = UPath(tmp_path) / "raw" / "crm_tickets" / "2026-01-12.parquet"
+    stored = UPath(tmp_path).joinpath(*keys.CRM_TICKETS.path, "2026-01-12.parquet")
     import pandas as pd
 
     assert sorted(pd.read_parquet(stored)["ticket_id"]) == expected_ids(
@@ -268,7 +271,7 @@ def test_a_crm_that_stays_broken_fails_the_asset_and_writes_nothing(tickets, tmp
     assert not result.success
     error = result.get_step_failure_events()[0].event_specific_data.error.to_string()
     assert "server error 50" in error and "gave up after 3 attempts" in error
-    assert not (tmp_path / "raw").exists()
+    assert not (tmp_path / keys.CRM_TICKETS.path[0]).exists()
 
 
 def test_low_level_client_retries_connection_errors_then_names_the_url():

@@ -1,5 +1,7 @@
 """One feature definition, two engines: DuckDB and Spark (local mode) must agree."""
 
+import re
+
 import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
@@ -16,6 +18,7 @@ from churn_platform.features.activity import DAILY_ACTIVITY_SQL, compute_daily_a
 from churn_platform.features.rolling import compute_customer_features
 from churn_platform.logs.parsing import parse_log_file
 from churn_platform.ml.labels import compute_churn_labels
+from churn_platform.orchestration import asset_keys as keys
 from churn_platform.orchestration.run_tags import partition_range_tags
 from churn_platform.settings import load_settings
 from churn_platform.storage.connection import ObjectStoreConnection
@@ -24,8 +27,7 @@ from churn_platform.storage.parquet_io_manager import ParquetIOManager
 from churn_platform.synthetic.generator import events_to_jsonl, generate
 from churn_platform_tests.support.data import S3_TEST_ENV, START, generate_into
 
-LOGS = dg.AssetKey(["raw", "interaction_logs"])
-ACTIVITY = dg.AssetKey(["features", "customer_daily_activity"])
+LOGS, ACTIVITY = keys.INTERACTION_LOGS, keys.CUSTOMER_DAILY_ACTIVITY
 SPARK_METADATA = b"org.apache.spark.sql.parquet.row.metadata"  # in the footer of files Spark wrote
 
 pytestmark = pytest.mark.slow
@@ -72,9 +74,9 @@ def staging_left(warehouse_dir) -> list:
     return list(staging.iterdir()) if staging.exists() else []
 
 
-def same(left: pd.DataFrame, right: pd.DataFrame, keys: list[str]) -> None:
-    left = left.sort_values(keys).reset_index(drop=True)
-    right = right.sort_values(keys).reset_index(drop=True)
+def same(left: pd.DataFrame, right: pd.DataFrame, columns: list[str]) -> None:
+    left = left.sort_values(columns).reset_index(drop=True)
+    right = right.sort_values(columns).reset_index(drop=True)
     pd.testing.assert_frame_equal(left, right, check_exact=False, rtol=1e-9, atol=1e-12)
 
 
@@ -140,23 +142,23 @@ def test_the_engine_is_chosen_by_configuration_and_the_graph_stays_the_same(tmp_
                 .success
             )
         footer = pq.read_schema(
-            UPath(settings.storage.warehouse_dir) / "features" / "customer_features" / "2026-01-12.parquet"
+            UPath(settings.storage.warehouse_dir).joinpath(*keys.CUSTOMER_FEATURES.path, "2026-01-12.parquet")
         ).metadata
         assert (SPARK_METADATA in (footer or {})) == (engine == "spark")  # Spark wrote the warehouse itself
         outputs[engine] = {
             key: pd.read_parquet(
-                UPath(settings.storage.warehouse_dir) / "features" / key / "2026-01-12.parquet"
+                UPath(settings.storage.warehouse_dir).joinpath(*key.path, "2026-01-12.parquet")
             )
-            for key in ("customer_daily_activity", "customer_features")
+            for key in (keys.CUSTOMER_DAILY_ACTIVITY, keys.CUSTOMER_FEATURES)
         }
     same(
-        outputs["duckdb"]["customer_daily_activity"],
-        outputs["spark"]["customer_daily_activity"],
+        outputs["duckdb"][keys.CUSTOMER_DAILY_ACTIVITY],
+        outputs["spark"][keys.CUSTOMER_DAILY_ACTIVITY],
         ["customer_id", "activity_date"],
     )
     same(
-        outputs["duckdb"]["customer_features"],
-        outputs["spark"]["customer_features"],
+        outputs["duckdb"][keys.CUSTOMER_FEATURES],
+        outputs["spark"][keys.CUSTOMER_FEATURES],
         ["as_of_date", "customer_id"],
     )
 
@@ -328,7 +330,10 @@ def test_a_spark_job_failing_mid_write_leaves_no_files_and_no_staging(warehouse,
     )
     with pytest.raises(
         StorageError,
-        match="(?s)Spark could not write raw/interaction_logs under .*CAST_INVALID_INPUT.*re-run the range",
+        match=(
+            f"(?s)Spark could not write {re.escape(LOGS.to_user_string())} under "
+            ".*CAST_INVALID_INPUT.*re-run the range"
+        ),
     ):
         manager.write_partitions(LOGS, ["2026-01-03"], frame, "event_date")
     assert not manager.path_for(LOGS, "2026-01-03").exists()

@@ -13,6 +13,7 @@ from churn_platform.definitions import build_definitions
 from churn_platform.logs import sensors
 from churn_platform.logs.landing_zone import LandingZone, fingerprint
 from churn_platform.logs.sensors import days_to_watch, detect_changes
+from churn_platform.orchestration import asset_keys as keys
 from churn_platform.orchestration.partitions import build_partitions
 from churn_platform.resources import build_resources
 from churn_platform_tests.support.data import gcs_settings, s3_settings, settings_for
@@ -109,7 +110,7 @@ def test_sensor_requests_one_run_per_day_and_survives_a_lost_cursor(platform):
         result = evaluate(sensor, instance, zone)
         assert [r.partition_key for r in result.run_requests] == [YESTERDAY]
         request = result.run_requests[0]
-        assert request.asset_selection == [dg.AssetKey(["raw", "interaction_logs"])]
+        assert request.asset_selection == [keys.INTERACTION_LOGS]
         assert request.run_key == f"{YESTERDAY}:{fingerprint(zone.list_day(YESTERDAY))[:16]}"
 
         again = evaluate(sensor, instance, zone, result.cursor)
@@ -117,7 +118,7 @@ def test_sensor_requests_one_run_per_day_and_survives_a_lost_cursor(platform):
 
         # The run the sensor asked for records the day's fingerprint ...
         materialized = dg.materialize(
-            [defs.get_assets_def(["raw", "interaction_logs"])],
+            [defs.get_assets_def(keys.INTERACTION_LOGS)],
             instance=instance,
             partition_key=YESTERDAY,
             resources=build_resources(settings),

@@ -119,7 +119,9 @@ def latest_training_set(instance) -> dg.AssetMaterialization:
 
 
 def active_features(settings, day) -> pd.DataFrame:
-    features = pd.read_parquet(f"{settings.storage.warehouse_dir}/features/customer_features/{day}.parquet")
+    features = pd.read_parquet(
+        UPath(settings.storage.warehouse_dir).joinpath(*keys.CUSTOMER_FEATURES.path, f"{day}.parquet").path
+    )
     return features[features["is_active"]]
 
 
@@ -149,7 +151,9 @@ def test_drift_is_measured_against_the_newest_materialized_training_set(platform
 
     # Against the other training set the values differ: the comparison above tells the two apart.
     other = pd.read_parquet(
-        f"{settings.storage.warehouse_dir}/ml/training_set/{plan.last_labelled_day}.parquet"
+        UPath(settings.storage.warehouse_dir)
+        .joinpath(*keys.TRAINING_SET.path, f"{plan.last_labelled_day}.parquet")
+        .path
     )
     assert any(
         abs(psi - psi_by_hand(other[feature], current[feature])) > 1e-3 for feature, psi in by_feature.items()
@@ -187,7 +191,7 @@ def test_shifted_features_drift_past_the_default_threshold(platform):
     drift, _, evaluation = materialize_drift(platform, day)
     assert evaluation.passed and drift["psi"].max() < DEFAULT_PSI_THRESHOLD  # before the shift
 
-    path = UPath(settings.storage.warehouse_dir) / "features" / "customer_features" / f"{day}.parquet"
+    path = UPath(settings.storage.warehouse_dir).joinpath(*keys.CUSTOMER_FEATURES.path, f"{day}.parquet")
     features = pd.read_parquet(path.path)
     # Every customer suddenly five times as active: a different population.
     for column in ("events_7d", "events_30d", "sessions_30d"):

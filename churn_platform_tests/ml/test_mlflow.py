@@ -16,6 +16,7 @@ from churn_platform.definitions import build_definitions
 from churn_platform.ml.scoring import predict_with
 from churn_platform.ml.tracking import MLflowTracking
 from churn_platform.ml.training import train_churn_model
+from churn_platform.orchestration import asset_keys as keys
 from churn_platform.orchestration.run_tags import partition_range_tags
 from churn_platform.storage.parquet_io_manager import table_to_parquet
 from churn_platform_tests.support import servers
@@ -23,7 +24,6 @@ from churn_platform_tests.support.data import START, generate_into, settings_for
 
 pytestmark = pytest.mark.slow
 DAYS = 45
-MODEL = dg.AssetKey(["ml", "churn_model"])
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def tracking(settings) -> MLflowTracking:
 
 def test_training_run_is_tracked_with_metrics_plots_lineage_and_registered(trained):
     settings, _, instance, plan = trained
-    meta = instance.get_latest_materialization_event(MODEL).asset_materialization.metadata
+    meta = instance.get_latest_materialization_event(keys.CHURN_MODEL).asset_materialization.metadata
     client = MlflowClient(settings.mlflow.tracking_uri)
     run = client.get_run(meta["mlflow_run_id"].value)
     for name in ("roc_auc", "pr_auc", "brier", "log_loss", "precision_at_threshold", "recall_at_threshold"):
@@ -87,7 +87,7 @@ def test_training_run_is_tracked_with_metrics_plots_lineage_and_registered(train
 def test_a_model_trained_on_shuffled_labels_is_registered_but_not_promoted(trained):
     settings, defs, instance, plan = trained
     cutoff = plan.last_labelled_day
-    path = UPath(settings.storage.warehouse_dir) / "ml" / "training_set" / f"{cutoff}.parquet"
+    path = UPath(settings.storage.warehouse_dir).joinpath(*keys.TRAINING_SET.path, f"{cutoff}.parquet")
     table = pd.read_parquet(path)
     table["churned"] = np.random.default_rng(0).permutation(table["churned"].to_numpy())  # no signal left
     import pyarrow as pa
@@ -97,7 +97,7 @@ def test_a_model_trained_on_shuffled_labels_is_registered_but_not_promoted(train
         instance=instance,
         partition_key=cutoff,
         raise_on_error=False,
-        asset_selection=[MODEL, dg.AssetKey(["backups", "model_snapshot"])],
+        asset_selection=[keys.CHURN_MODEL, keys.MODEL_SNAPSHOT],
     )
     (evaluation,) = result.get_asset_check_evaluations()
     assert not evaluation.passed
@@ -108,16 +108,13 @@ def test_a_model_trained_on_shuffled_labels_is_registered_but_not_promoted(train
     assert str(client.get_model_version_by_alias("churn_model", "champion").version) == "1"
     assert client.get_model_version("churn_model", "2").tags["promotion"] == "rejected"
     # The blocking check stopped the backup of the rejected model; the champion keeps scoring.
-    assert not any(
-        e.asset_key == dg.AssetKey(["backups", "model_snapshot"])
-        for e in result.get_asset_materialization_events()
-    )
+    assert not any(e.asset_key == keys.MODEL_SNAPSHOT for e in result.get_asset_materialization_events())
     scored = defs.resolve_job_def("scoring_job").execute_in_process(
         instance=instance, partition_key=plan.last_day
     )
     assert scored.success
     assert (
-        instance.get_latest_materialization_event(dg.AssetKey(["ml", "churn_scores"]))
+        instance.get_latest_materialization_event(keys.CHURN_SCORES)
         .asset_materialization.metadata["model_version"]
         .value
         == "1"

@@ -8,6 +8,7 @@ import pytest
 
 from churn_platform.cli.demo import DemoPlan, run_demo
 from churn_platform.definitions import build_definitions
+from churn_platform.orchestration import asset_keys as keys
 from churn_platform.resources import build_connection
 from churn_platform.storage.connection import ObjectStoreConnection, open_path
 from churn_platform.storage.files import sha256_hex
@@ -37,9 +38,7 @@ def run_platform(settings):
             log=lambda *_: None,
             gate=PERMISSIVE_GATE,
         )
-        model = instance.get_latest_materialization_event(
-            dg.AssetKey(["ml", "churn_model"])
-        ).asset_materialization
+        model = instance.get_latest_materialization_event(keys.CHURN_MODEL).asset_materialization
         return model.metadata
 
 
@@ -50,7 +49,7 @@ def warehouse_hashes(settings) -> dict[str, str]:
     hashes = {}
     for path in root.rglob("*.parquet"):
         name = str(path)[len(str(root)) :].lstrip("/")
-        if name.startswith("ml/churn_scores/"):
+        if name.startswith("/".join(keys.CHURN_SCORES.path) + "/"):
             frame = pd.read_parquet(path.open("rb")).drop(columns=["model_version"])
             hashes[name] = str(pd.util.hash_pandas_object(frame).sum())
         else:
