@@ -54,7 +54,6 @@ from churn_platform.ml.promotion import (
     COMPARED,
     BootstrapSettings,
     Challenger,
-    GateThresholds,
     business_metrics,
     decide_promotion,
     gate_inputs,
@@ -191,13 +190,7 @@ def run_backtest(days: int, customers: int, cutoff_count: int, store: str, smoke
     step_days = TrainingSetConfig().sample_every_days
     model_config, gate_config = ChurnModelConfig(), PromotionGateConfig()
     costs = Costs(settings.promotion.missed_churner, settings.promotion.retention_offer)
-    thresholds = GateThresholds(
-        min_roc_auc=gate_config.min_roc_auc,
-        min_pr_auc_lift=gate_config.min_pr_auc_lift,
-        auc_tolerance=gate_config.auc_tolerance,
-        saving_tolerance=gate_config.saving_tolerance,
-        min_expected_saving=gate_config.min_expected_saving,
-    )
+    thresholds = gate_config.thresholds()
     bootstrap = BootstrapSettings(resamples=model_config.bootstrap_resamples, seed=model_config.seed)
     plan = DemoPlan.for_days(DEMO_START, days)
     cutoffs = weekly_cutoffs(plan.last_labelled_day, cutoff_count)

@@ -19,6 +19,15 @@ class PromotionGateConfig(dg.Config):
     saving_tolerance: float = GateThresholds.saving_tolerance  # per customer
     min_expected_saving: float = GateThresholds.min_expected_saving  # per customer
 
+    def thresholds(self) -> GateThresholds:
+        return GateThresholds(
+            min_roc_auc=self.min_roc_auc,
+            min_pr_auc_lift=self.min_pr_auc_lift,
+            auc_tolerance=self.auc_tolerance,
+            saving_tolerance=self.saving_tolerance,
+            min_expected_saving=self.min_expected_saving,
+        )
+
 
 @dg.asset_check(asset=keys.CHURN_MODEL, blocking=True, name=keys.PROMOTION_GATE.name)
 def churn_model_promotion_gate(
@@ -33,14 +42,7 @@ def churn_model_promotion_gate(
     entry = latest_materialization(context.instance, keys.CHURN_MODEL, context.partition_key)
     meta = entry.asset_materialization.metadata
     inputs = meta["gate_inputs"].value
-    thresholds = GateThresholds(
-        min_roc_auc=config.min_roc_auc,
-        min_pr_auc_lift=config.min_pr_auc_lift,
-        auc_tolerance=config.auc_tolerance,
-        saving_tolerance=config.saving_tolerance,
-        min_expected_saving=config.min_expected_saving,
-    )
-    decision = decide_promotion(inputs, thresholds, mlflow_tracking)
+    decision = decide_promotion(inputs, config.thresholds(), mlflow_tracking)
     candidate = inputs["candidate"]
     metadata = {
         "model_version": decision.version,
