@@ -54,14 +54,13 @@ from churn_platform.ml.promotion import (
     COMPARED,
     BootstrapSettings,
     Challenger,
-    business_metrics,
     decide_promotion,
+    evaluation_metrics,
     gate_inputs,
 )
 from churn_platform.ml.tracking import MLflowTracking
 from churn_platform.ml.training import (
     build_training_set,
-    threshold_metrics,
     train_churn_model,
     training_as_of_dates,
     training_lineage,
@@ -225,13 +224,7 @@ def run_backtest(days: int, customers: int, cutoff_count: int, store: str, smoke
             evaluation_dates=model_config.evaluation_dates,
         )
         holdout, split = model.holdout, model.split
-        metrics = {
-            **model.metrics,
-            **threshold_metrics(holdout.labels, holdout.probabilities, model_config.decision_threshold),
-            **business_metrics(holdout.labels, holdout.probabilities, costs),
-            "fit_churn_rate": split.fit_churn_rate,
-            "evaluation_churn_rate": split.evaluation_churn_rate,
-        }
+        metrics = evaluation_metrics(model, model_config.decision_threshold, costs)
         record = tracking.log_training(
             model.pipeline,
             holdout.features,

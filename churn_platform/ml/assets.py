@@ -14,7 +14,7 @@ from churn_platform.ml.promotion import (
     BootstrapSettings,
     Challenger,
     auc_interval,
-    business_metrics,
+    evaluation_metrics,
     gate_inputs,
 )
 from churn_platform.ml.scoring import predict_with, score_customers
@@ -22,7 +22,6 @@ from churn_platform.ml.tracking import MLflowTracking, NoChampionError
 from churn_platform.ml.training import (
     ChurnModel,
     build_training_set,
-    threshold_metrics,
     train_churn_model,
     training_as_of_dates,
     training_lineage,
@@ -150,13 +149,7 @@ def build_ml_assets(
         )
         holdout, split = model.holdout, model.split
         bootstrap = BootstrapSettings(resamples=config.bootstrap_resamples, seed=config.seed)
-        metrics = {
-            **model.metrics,
-            **threshold_metrics(holdout.labels, holdout.probabilities, config.decision_threshold),
-            **business_metrics(holdout.labels, holdout.probabilities, costs),
-            "fit_churn_rate": split.fit_churn_rate,
-            "evaluation_churn_rate": split.evaluation_churn_rate,
-        }
+        metrics = evaluation_metrics(model, config.decision_threshold, costs)
         roc_auc_ci = auc_interval(holdout.labels, holdout.probabilities, bootstrap)
         metrics.update({"roc_auc_ci_low": roc_auc_ci[0], "roc_auc_ci_high": roc_auc_ci[1]})
         cutoff = context.partition_key

@@ -21,7 +21,7 @@ from scipy.stats import rankdata
 
 from churn_platform.ml.business import Costs, best_threshold, row_savings
 from churn_platform.ml.scoring import predict_with
-from churn_platform.ml.training import EvaluationSplit, Holdout, evaluate
+from churn_platform.ml.training import EvaluationSplit, Holdout, evaluate, threshold_metrics
 from churn_platform.orchestration.partitions import LABEL_HORIZON_DAYS
 
 # What became of the champion in the gate's inputs.
@@ -68,6 +68,19 @@ def business_metrics(labels: np.ndarray, probabilities: np.ndarray, costs: Costs
     best = best_threshold(labels, probabilities, costs)
     metrics = {k: float(v) for k, v in best.items() if v is not None}
     return metrics
+
+
+def evaluation_metrics(model: Any, decision_threshold: float, costs: Costs) -> dict[str, float]:
+    """A trained model's metrics on its evaluation rows: ranking and calibration, precision/recall
+    at the decision threshold, expected saving, and the churn rates of both sides of its split."""
+    holdout, split = model.holdout, model.split
+    return {
+        **model.metrics,
+        **threshold_metrics(holdout.labels, holdout.probabilities, decision_threshold),
+        **business_metrics(holdout.labels, holdout.probabilities, costs),
+        "fit_churn_rate": split.fit_churn_rate,
+        "evaluation_churn_rate": split.evaluation_churn_rate,
+    }
 
 
 # -- the unseen-rows check -------------------------------------------------------------------------------
