@@ -58,7 +58,6 @@ from churn_platform.ml.promotion import (
     evaluation_metrics,
     gate_inputs,
 )
-from churn_platform.ml.tracking import MLflowTracking
 from churn_platform.ml.training import (
     build_training_set,
     train_churn_model,
@@ -67,6 +66,7 @@ from churn_platform.ml.training import (
 )
 from churn_platform.orchestration.partitions import LABEL_HORIZON_DAYS
 from churn_platform.settings import load_settings
+from churn_platform.storage.model_registry import MLflowTracking
 from churn_platform.synthetic.generator import events_to_jsonl, generate
 
 
@@ -240,7 +240,7 @@ def run_backtest(days: int, customers: int, cutoff_count: int, store: str, smoke
         inputs = gate_inputs(
             Challenger(record.version, cutoff, split, metrics, holdout),
             champion,
-            lambda champion=champion: tracking.load_version(champion["version"]),
+            lambda champion=champion: tracking.load_version(champion["version"])[0],
             costs,
             bootstrap,
             LABEL_HORIZON_DAYS,

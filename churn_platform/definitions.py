@@ -6,7 +6,7 @@ level ``defs`` (what `dagster dev`, `dg` and the code server load) reads the env
 
 import dagster as dg
 
-from churn_platform.alerts.sensors import build_failure_alert_sensor
+from churn_platform.alerts.sensors import build_failure_alert_sensor, build_retraining_notice_sensor
 from churn_platform.backups.assets import build_backup_assets
 from churn_platform.crm.assets import build_crm_assets
 from churn_platform.features.assets import build_feature_assets
@@ -14,6 +14,7 @@ from churn_platform.logs.assets import build_log_assets
 from churn_platform.logs.sensors import build_landing_sensor
 from churn_platform.ml.assets import build_ml_assets
 from churn_platform.ml.checks import ML_CHECKS
+from churn_platform.ml.sensors import build_drift_retraining_sensor
 from churn_platform.orchestration.automation import build_automation_sensor
 from churn_platform.orchestration.jobs import ALL_JOBS
 from churn_platform.orchestration.partitions import PlatformPartitions, build_partitions
@@ -40,7 +41,9 @@ def build_sensors(settings: PlatformSettings, partitions: PlatformPartitions) ->
     return [
         build_landing_sensor(automation, partitions.daily),
         build_automation_sensor(automation.automation_interval_seconds, automation.running),
+        build_drift_retraining_sensor(automation),
         build_failure_alert_sensor(settings.alerts, automation.running),
+        build_retraining_notice_sensor(settings.alerts, automation.running),
     ]
 
 

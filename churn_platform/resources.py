@@ -12,11 +12,10 @@ from churn_platform.engines.base import FeatureEngine
 from churn_platform.engines.duckdb import DuckDBEngine
 from churn_platform.engines.spark import SparkEngine
 from churn_platform.logs.landing_zone import LandingZone
-from churn_platform.ml.tracking import MLflowTracking
 from churn_platform.settings import PlatformSettings
-from churn_platform.storage.artifact_io_manager import ArtifactIOManager, ArtifactStore
 from churn_platform.storage.connection import ObjectStoreConnection
 from churn_platform.storage.credentials import env_secret
+from churn_platform.storage.model_registry import MLflowTracking
 from churn_platform.storage.parquet_io_manager import ParquetIOManager
 
 
@@ -59,11 +58,8 @@ def build_resources(settings: PlatformSettings) -> dict[str, Any]:
     """Secrets that are set are passed on as ``dagster.EnvVar`` references, never as values."""
     storage = settings.storage
     connection = build_connection(settings)
-    artifact_store = ArtifactStore(base_path=storage.artifacts_dir, connection=connection)
     return {
         "io_manager": ParquetIOManager(base_path=storage.warehouse_dir, connection=connection),
-        "model_io_manager": ArtifactIOManager(store=artifact_store),
-        "artifact_store": artifact_store,
         "landing_zone": LandingZone(base_path=storage.landing_dir, connection=connection),
         "crm": build_crm(settings, connection),
         "backup_store": BackupStore(base_path=storage.backup_root, connection=connection),

@@ -2,6 +2,7 @@
 
 import json
 import os
+import subprocess
 
 import dagster as dg
 import pandas as pd
@@ -10,7 +11,6 @@ from upath import UPath
 
 from churn_platform.cli.demo import DemoPlan, run_demo
 from churn_platform.definitions import build_definitions
-from churn_platform.ml.training import ChurnModel
 from churn_platform.orchestration import asset_keys as keys
 from churn_platform.storage.files import sha256_hex
 from churn_platform_tests.support.data import START, generate_into, settings_for
@@ -138,25 +138,59 @@ def test_model_beats_chance_by_a_wide_margin(demo):
     assert metadata["brier"].value < p * (1 - p)
 
 
-def test_scores_come_from_the_promoted_champion(demo):
-    _, _, instance, plan, _ = demo
-    model = latest(instance, keys.CHURN_MODEL)
-    scores = latest(instance, keys.CHURN_SCORES, plan.last_day)
-    assert scores.metadata["model_version"].value == model.metadata["model_version"].value == "1"
+def sha256sum_of_directory(directory: str) -> str:
+    """The model digest as the README tells a user to compute it, with coreutils, not our code."""
+    command = "find . -type f -printf '%P\\n' | LC_ALL=C sort | xargs sha256sum | sha256sum"
+    out = subprocess.run(["sh", "-c", command], cwd=directory, check=True, capture_output=True, text=True)
+    return out.stdout.split()[0]
 
 
-def test_backup_holds_the_model_and_a_lineage_manifest_that_matches_the_files(demo):
-    settings, _, instance, plan, _ = demo
-    snapshot = latest(instance, keys.MODEL_SNAPSHOT, plan.last_labelled_day).metadata
+def test_one_model_artifact_is_registered_promoted_served_and_backed_up(demo):
+    settings, defs, instance, plan, _ = demo
     model = latest(instance, keys.CHURN_MODEL, plan.last_labelled_day).metadata
-    backup_bytes = UPath(snapshot["model_backup"].value).read_bytes()
-    assert sha256_hex(backup_bytes) == model["sha256"].value
-    assert not snapshot["model_backup"].value.startswith(
-        settings.storage.artifacts_dir
-    )  # a separate location
+    scores = latest(instance, keys.CHURN_SCORES, plan.last_day).metadata
+    snapshot = latest(instance, keys.MODEL_SNAPSHOT, plan.last_labelled_day).metadata
+    registry = defs.resources["mlflow_tracking"]
+    client = registry.client()
+    version = model["model_version"].value
+    assert registry.champion_version() == version == scores["model_version"].value == "1"
 
+    # The registry's own files, found through MLflow's records rather than our download.
+    registered = client.get_model_version(registry.model_name, version)
+    stored = client.get_model_version_download_uri(registry.model_name, version)
+    digest = sha256sum_of_directory(stored.removeprefix("file://"))
+    backup_dir = snapshot["model_backup"].value
+    assert not backup_dir.startswith(os.path.dirname(stored))  # a separate location
+    assert sha256sum_of_directory(backup_dir) == digest
+    assert registered.tags["model_sha256"] == digest  # the version's tag
+    assert model["model_sha256"].value == digest  # recorded at training
+    assert scores["model_sha256"].value == digest  # the files scoring loaded
+    assert snapshot["model_sha256"].value == digest
+
+    # The backup alone is a usable model: it scores the last day exactly as the served model did.
+    import mlflow.sklearn
+
+    backed_up = mlflow.sklearn.load_model(backup_dir)
+    served = table(settings, keys.CHURN_SCORES, plan.last_day)
+    features = table(settings, keys.CUSTOMER_FEATURES, plan.last_day).set_index("customer_id")
+    rows = features.loc[served["customer_id"]]
+    probabilities = backed_up.predict_proba(rows[list(backed_up.feature_names_in_)])[:, 1]
+    assert list(probabilities) == served["churn_probability"].tolist()
+
+
+def test_backup_manifest_names_the_training_data_the_model_read(demo):
+    settings, defs, instance, plan, _ = demo
+    day = plan.last_labelled_day
+    model = latest(instance, keys.CHURN_MODEL, day).metadata
+    snapshot = latest(instance, keys.MODEL_SNAPSHOT, day).metadata
     manifest = json.loads(UPath(snapshot["manifest"].value).read_text())
+    assert manifest["model"]["sha256"] == model["model_sha256"].value
+    assert manifest["model"]["files"] == model["model_files"].value
+    for relative, uri in manifest["model"]["backup_files"].items():
+        assert sha256_hex(UPath(uri).read_bytes()) == manifest["model"]["files"][relative]
     training = manifest["training_set"]
+    [read] = model["training_set"].value
+    assert (training["uri"], training["sha256"]) == (read["uri"], read["sha256"])
     assert sha256_hex(UPath(training["uri"]).read_bytes()) == training["sha256"]
     inputs = manifest["inputs"]
     assert {i["asset"] for i in inputs} == {
@@ -166,13 +200,6 @@ def test_backup_holds_the_model_and_a_lineage_manifest_that_matches_the_files(de
     assert sorted({i["partition"] for i in inputs}) == training["as_of_dates"]
     for item in inputs:
         assert sha256_hex(UPath(item["uri"]).read_bytes()) == item["sha256"]
-    restored = ChurnModel  # the backup restores to a usable model
-    import io
-
-    import joblib
-
-    model_obj = joblib.load(io.BytesIO(backup_bytes))
-    assert isinstance(model_obj, restored) and model_obj.metrics["roc_auc"] == model["roc_auc"].value
 
 
 def test_rematerializing_a_partition_writes_identical_files(demo):

@@ -1,4 +1,5 @@
-"""What a failure alert says: plain functions from a failed run to a Slack message and a CRM ticket."""
+"""What an alert says: plain functions from a failed run to a Slack message and a CRM ticket, and
+from a retraining run started by drift to a Slack notice."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -85,3 +86,15 @@ def crm_ticket(alert: FailureAlert) -> tuple[str, str, list[str]]:
         f"Run in the Dagster UI: {alert.run_url}\n\nError:\n{alert.error}\n"
     )
     return alert.title, body, ["churn_platform", "pipeline_failure"]
+
+
+def retraining_notice(run: dg.DagsterRun, reason: str, ui_url: str) -> tuple[str, list[dict[str, Any]]]:
+    """Fallback text and blocks saying why a retraining run was started without a schedule."""
+    run_url = f"{ui_url}/runs/{run.run_id}"
+    title = f"churn_platform retraining started on {partition_of(run) or '-'}"
+    blocks = [
+        {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*Why:* {reason}"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*Run:* <{run_url}|{run.run_id}>"}},
+    ]
+    return f"{title}: {reason} {run_url}", blocks

@@ -1,11 +1,14 @@
-"""run_failure_alert: every failed run of the code location reaches Slack, the CRM, or the log."""
+"""run_failure_alert: every failed run of the code location reaches Slack, the CRM, or the log.
+retraining_notice: a retraining run that drift started says why, on Slack and in the log."""
 
 import dagster as dg
 
-from churn_platform.alerts.messages import crm_ticket, describe_failure, slack_message
+from churn_platform.alerts.messages import crm_ticket, describe_failure, retraining_notice, slack_message
 from churn_platform.alerts.resources import SlackWebhook
 from churn_platform.crm.resources import CRMResource
 from churn_platform.orchestration.automation import default_status
+from churn_platform.orchestration.jobs import training_job
+from churn_platform.orchestration.run_tags import DRIFT_TRIGGER, TRIGGER_REASON_TAG, TRIGGER_TAG
 from churn_platform.settings import AlertSettings
 
 
@@ -43,3 +46,26 @@ def build_failure_alert_sensor(settings: AlertSettings, running: bool) -> dg.Sen
             raise RuntimeError(f"alert for run {alert.run_id} not delivered: " + "; ".join(problems))
 
     return run_failure_alert
+
+
+def build_retraining_notice_sensor(settings: AlertSettings, running: bool) -> dg.SensorDefinition:
+    ui_url = settings.dagster_ui_url
+
+    @dg.run_status_sensor(
+        name="retraining_notice",
+        run_status=dg.DagsterRunStatus.STARTED,
+        monitored_jobs=[training_job],
+        default_status=default_status(running),
+        description="Posts why a retraining run started when drift, not the schedule, started it. "
+        "(CRM tickets stay for failures that need a person.)",
+    )
+    def retraining_notice_sensor(context: dg.RunStatusSensorContext, slack: SlackWebhook) -> None:
+        run = context.dagster_run
+        if run.tags.get(TRIGGER_TAG) != DRIFT_TRIGGER:
+            return
+        text, blocks = retraining_notice(run, run.tags.get(TRIGGER_REASON_TAG, "feature drift"), ui_url)
+        context.log.warning(text)
+        if slack.enabled:
+            slack.post(text, blocks)
+
+    return retraining_notice_sensor

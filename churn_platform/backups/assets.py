@@ -1,4 +1,7 @@
-"""backups/model_snapshot: the model artifact and its lineage manifest, in the backup store."""
+"""backups/model_snapshot: the registered model version's files and their lineage manifest, in
+the backup store."""
+
+from pathlib import Path
 
 import dagster as dg
 
@@ -12,15 +15,36 @@ from churn_platform.backups.resources import BackupStore
 from churn_platform.orchestration import asset_keys as keys
 from churn_platform.orchestration.partitions import PlatformPartitions
 from churn_platform.orchestration.retries import EXTERNAL_CALL_RETRY
-from churn_platform.storage.artifact_io_manager import ArtifactStore
 from churn_platform.storage.files import sha256_hex
-from churn_platform.storage.materializations import latest_materialization
+from churn_platform.storage.materializations import find_materialization, latest_materialization
+from churn_platform.storage.model_registry import MLflowTracking, files_digest
 
 
 def _materialized(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> dg.EventLogEntry:
     entry = latest_materialization(instance, key, partition)
     if entry is None:
-        raise dg.Failure(f"{key.to_user_string()} partition {partition} has never been materialized")
+        raise dg.Failure(
+            f"{key.to_user_string()} partition {partition} has never been materialized", allow_retries=False
+        )
+    return entry
+
+
+def _training_set_read_by(instance: dg.DagsterInstance, model: dict, partition: str) -> dg.EventLogEntry:
+    """The training-set materialization whose file the model read (matched by SHA-256): the
+    partition may have been re-materialized since."""
+    [read] = [f for f in model["training_set"] if f["asset"] == keys.TRAINING_SET.to_user_string()]
+    entry = find_materialization(
+        instance,
+        keys.TRAINING_SET,
+        partition,
+        lambda meta: getattr(meta.get("sha256"), "value", None) == read["sha256"],
+    )
+    if entry is None:
+        raise dg.Failure(
+            f"no materialization of {keys.TRAINING_SET.to_user_string()} partition {partition} wrote the "
+            f"file the model was trained on ({read['uri']}, SHA-256 {read['sha256']})",
+            allow_retries=False,
+        )
     return entry
 
 
@@ -30,41 +54,51 @@ def build_backup_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefinit
         group_name="backups",
         partitions_def=partitions.labelled,
         deps=[keys.CHURN_MODEL],
-        kinds={"json"},
+        kinds={"mlflow", "json"},
         retry_policy=EXTERNAL_CALL_RETRY,
     )
     def model_snapshot(
-        context: dg.AssetExecutionContext, artifact_store: ArtifactStore, backup_store: BackupStore
+        context: dg.AssetExecutionContext, mlflow_tracking: MLflowTracking, backup_store: BackupStore
     ) -> dg.MaterializeResult:
-        """A verified copy of the model artifact plus a manifest of the files (with SHA-256) that produced it."""
+        """A verified copy of the registered model version's files (the bytes that are promoted and
+        served) plus a manifest of the training data, with SHA-256s, that produced it."""
         partition = context.partition_key
         model_entry = _materialized(context.instance, keys.CHURN_MODEL, partition)
-        training_entry = _materialized(context.instance, keys.TRAINING_SET, partition)
-        model_meta = metadata_values(model_entry.asset_materialization.metadata)
-        training_meta = metadata_values(training_entry.asset_materialization.metadata)
+        model = metadata_values(model_entry.asset_materialization.metadata)
+        training_entry = _training_set_read_by(context.instance, model, partition)
+        training = metadata_values(training_entry.asset_materialization.metadata)
 
-        artifact = artifact_store.read_uri(str(model_meta["uri"]))
-        if sha256_hex(artifact) != model_meta["sha256"]:
+        artifact = mlflow_tracking.download_version(str(model["model_version"]))
+        if artifact.sha256 != model["model_sha256"]:
             raise dg.Failure(
-                f"model artifact {model_meta['uri']} no longer matches the SHA-256 recorded when it was "
-                f"materialized; re-materialize {keys.CHURN_MODEL.to_user_string()} for this partition before backing it up"
+                f"registered model {artifact.uri} no longer matches the SHA-256 recorded when it was "
+                f"trained ({model['model_sha256']}, now {artifact.sha256}); it was changed in the "
+                "registry, so it is not backed up",
+                allow_retries=False,
             )
-        prefix = snapshot_prefix(partition, model_meta["sha256"])
-        model_uri = backup_store.write_once(f"{prefix}/model.joblib", artifact)
+        prefix = snapshot_prefix(partition, artifact.version, artifact.sha256)
+        copied = {}
+        for relative in artifact.files:
+            data = (Path(artifact.local_dir) / relative).read_bytes()
+            backup_store.write_once(f"{prefix}/model/{relative}", data)
+            copied[relative] = sha256_hex(backup_store.read(f"{prefix}/model/{relative}"))
+        if files_digest(copied) != artifact.sha256:  # read back: what is stored is what serves
+            raise dg.Failure(f"backup of {artifact.uri} under {prefix} does not read back identical")
         manifest = build_model_manifest(
             partition,
-            model_meta,
+            model,
             {"run_id": model_entry.run_id, "timestamp": model_entry.timestamp},
-            training_meta,
+            training,
             {"run_id": training_entry.run_id},
-            model_uri,
+            {relative: backup_store.uri(f"{prefix}/model/{relative}") for relative in artifact.files},
         )
         manifest_uri = backup_store.write_once(f"{prefix}/manifest.json", manifest_bytes(manifest))
         return dg.MaterializeResult(
             metadata={
-                "model_backup": dg.MetadataValue.path(model_uri),
+                "model_backup": dg.MetadataValue.path(backup_store.uri(f"{prefix}/model")),
                 "manifest": dg.MetadataValue.path(manifest_uri),
-                "model_sha256": model_meta["sha256"],
+                "model_version": artifact.version,
+                "model_sha256": artifact.sha256,
                 "input_files": len(manifest["inputs"]),
             }
         )

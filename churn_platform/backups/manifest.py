@@ -8,7 +8,8 @@ from typing import Any
 
 from churn_platform.orchestration import asset_keys as keys
 
-MANIFEST_FORMAT = "churn_platform.model_snapshot/v1"
+MANIFEST_FORMAT = "churn_platform.model_snapshot/v2"
+METRICS = ("roc_auc", "pr_auc", "brier", "log_loss", "positive_rate", "expected_saving_per_customer")
 
 
 def metadata_values(metadata: Mapping[str, Any]) -> dict[str, Any]:
@@ -16,8 +17,8 @@ def metadata_values(metadata: Mapping[str, Any]) -> dict[str, Any]:
     return {key: getattr(value, "value", value) for key, value in metadata.items()}
 
 
-def snapshot_prefix(partition: str, model_sha256: str) -> str:
-    return f"models/churn_model/{partition}/{model_sha256[:16]}"
+def snapshot_prefix(partition: str, version: str, model_sha256: str) -> str:
+    return f"models/churn_model/{partition}/v{version}-{model_sha256[:16]}"
 
 
 def build_model_manifest(
@@ -26,22 +27,24 @@ def build_model_manifest(
     model_event: Mapping[str, Any],
     training_set: Mapping[str, Any],
     training_event: Mapping[str, Any],
-    model_backup_uri: str,
+    backup_files: Mapping[str, str],
 ) -> dict[str, Any]:
-    """Everything needed to audit or restore a model: the artifact, the training-set file and the
-    feature/label partitions it was built from, each with its SHA-256. Deterministic for a given
-    materialization, so re-running a backup writes identical bytes."""
-    metrics = {k: model[k] for k in ("roc_auc", "pr_auc", "brier", "log_loss", "positive_rate") if k in model}
+    """Everything needed to audit or restore a model: the registered version's files (each with
+    its SHA-256, and their digest), the training-set file it was trained on and the feature/label
+    partitions behind that file. ``training_set`` is the materialization the model read, not the
+    newest one. Deterministic for a given materialization, so re-running a backup writes identical bytes."""
     return {
         "format": MANIFEST_FORMAT,
         "asset": keys.CHURN_MODEL.to_user_string(),
         "partition": partition,
         "model": {
-            "source_uri": str(model["uri"]),
-            "backup_uri": model_backup_uri,
-            "sha256": model["sha256"],
-            "bytes": model.get("bytes"),
-            "metrics": metrics,
+            "registered_uri": str(model["model_uri"]),
+            "version": str(model["model_version"]),
+            "mlflow_run_id": model.get("mlflow_run_id"),
+            "sha256": model["model_sha256"],
+            "files": dict(model["model_files"]),
+            "backup_files": dict(backup_files),
+            "metrics": {k: model[k] for k in METRICS if k in model},
             "run_id": model_event["run_id"],
             "materialized_at": model_event["timestamp"],
         },

@@ -35,5 +35,8 @@ class BackupStore(dg.ConfigurableResource):
         write_bytes_atomic(path, data)
         return uri_of(path)
 
+    def uri(self, relative: str) -> str:
+        return uri_of(self.path(relative))
+
     def read(self, relative: str) -> bytes:
         return read_bytes(self.path(relative))

@@ -137,7 +137,6 @@ def summarize(instance: dg.DagsterInstance, defs: dg.Definitions, settings: Plat
         "",
         "Outputs:",
         f"  tables     {settings.storage.warehouse_dir}",
-        f"  models     {settings.storage.artifacts_dir}",
         f"  backups    {settings.storage.backup_root}",
         f"  landing    {settings.storage.landing_dir}",
         f"  mlflow     {settings.mlflow.tracking_uri}",

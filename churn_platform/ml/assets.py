@@ -6,7 +6,7 @@ import pandas as pd
 
 from churn_platform.engines.base import FeatureEngine
 from churn_platform.ml.business import Costs
-from churn_platform.ml.drift import DEFAULT_PSI_THRESHOLD, drift_by_day
+from churn_platform.ml.drift import DEFAULT_PSI_THRESHOLD, drift_by_day, drift_summary_by_day
 from churn_platform.ml.labels import compute_churn_labels
 from churn_platform.ml.model_card import CARD_PATH, render_model_card
 from churn_platform.ml.plots import evaluation_figures, permutation_importances
@@ -18,9 +18,7 @@ from churn_platform.ml.promotion import (
     gate_inputs,
 )
 from churn_platform.ml.scoring import predict_with, score_customers
-from churn_platform.ml.tracking import MLflowTracking, NoChampionError
 from churn_platform.ml.training import (
-    ChurnModel,
     build_training_set,
     train_churn_model,
     training_as_of_dates,
@@ -30,6 +28,7 @@ from churn_platform.orchestration import asset_keys as keys
 from churn_platform.orchestration.partitions import LABEL_HORIZON_DAYS, PlatformPartitions
 from churn_platform.orchestration.retries import EXTERNAL_CALL_RETRY
 from churn_platform.settings.promotion import PromotionSettings
+from churn_platform.storage.model_registry import MLflowTracking, NoChampionError
 from churn_platform.storage.parquet_files import ParquetFiles
 from churn_platform.storage.parquet_io_manager import LATEST_MATERIALIZED, source_files, to_json_metadata
 
@@ -127,7 +126,6 @@ def build_ml_assets(
         group_name="ml",
         partitions_def=partitions.labelled,
         ins={"training_set": dg.AssetIn(key=keys.TRAINING_SET)},
-        io_manager_key="model_io_manager",
         retry_policy=EXTERNAL_CALL_RETRY,
         kinds={"scikitlearn", "mlflow"},
     )
@@ -136,11 +134,12 @@ def build_ml_assets(
         config: ChurnModelConfig,
         training_set: pd.DataFrame,
         mlflow_tracking: MLflowTracking,
-    ) -> ChurnModel:
+    ) -> dg.MaterializeResult:
         """A scikit-learn pipeline fitted on the older as-of dates of the training set and evaluated
         out of time on the latest (purged of one label horizon in between), tracked in MLflow and
         registered as a new version of the `churn_model` registered model with its split and model
-        card. Promotion is the gate check's decision."""
+        card. The registered version's files are the model: promotion (the gate check's decision),
+        scoring and backups all use them, and record their SHA-256 (`model_sha256`)."""
         model = train_churn_model(
             training_set,
             seed=config.seed,
@@ -181,13 +180,18 @@ def build_ml_assets(
             ),
             run_name=f"churn_model {cutoff}",
         )
-        # The split on the registered version: the gate reads a champion's fit cutoff from here.
-        mlflow_tracking.tag_version(record.version, {"training_cutoff": cutoff, **split.as_tags()})
+        artifact = mlflow_tracking.download_version(record.version)
+        # The split on the registered version (the gate reads a champion's fit cutoff from here) and
+        # the digest of its files, which scoring and backups compare with what they load and copy.
+        mlflow_tracking.tag_version(
+            record.version,
+            {"training_cutoff": cutoff, "model_sha256": artifact.sha256, **split.as_tags()},
+        )
         champion = mlflow_tracking.champion_record()
         gate = gate_inputs(
             Challenger(record.version, cutoff, split, metrics, holdout),
             champion,
-            lambda: mlflow_tracking.load_version(champion["version"]),
+            lambda: mlflow_tracking.load_version(champion["version"])[0],
             costs,
             bootstrap,
             LABEL_HORIZON_DAYS,
@@ -205,12 +209,14 @@ def build_ml_assets(
             gate,
         )
         mlflow_tracking.log_text(record.run_id, card, CARD_PATH)
-        model.trained_on = {**lineage, "mlflow": {"run_id": record.run_id, "version": record.version}}
         metadata: dict = {name: dg.MetadataValue.float(value) for name, value in metrics.items()}
         metadata.update(
             {
                 "mlflow_run_id": record.run_id,
                 "model_version": record.version,
+                "model_uri": artifact.uri,
+                "model_sha256": artifact.sha256,
+                "model_files": to_json_metadata(artifact.files),
                 "champion_version": champion["version"] if champion else "none",
                 "split": split.kind,
                 "fit_cutoff": split.fit_cutoff or "none",
@@ -223,9 +229,7 @@ def build_ml_assets(
         )
         if record.run_url:
             metadata["mlflow_run"] = dg.MetadataValue.url(record.run_url)
-        context.add_output_metadata(metadata)
-        model.holdout = None
-        return model
+        return dg.MaterializeResult(metadata=metadata)
 
     @dg.asset(
         key=keys.CHURN_SCORES,
@@ -244,14 +248,14 @@ def build_ml_assets(
     ) -> pd.DataFrame:
         """Every active customer's churn probability as of the partition date, from the champion model."""
         try:
-            pipeline, version = mlflow_tracking.load_champion()
+            pipeline, artifact = mlflow_tracking.load_champion()
         except NoChampionError as exc:
             raise dg.Failure(str(exc), allow_retries=False) from None
         scores = score_customers(
-            lambda frame: predict_with(pipeline, frame), customer_features, model_version=version
+            lambda frame: predict_with(pipeline, frame), customer_features, model_version=artifact.version
         )
         context.add_output_metadata(
-            {"model_version": version, "model_uri": f"models:/{mlflow_tracking.model_name}/{version}"}
+            {"model_version": artifact.version, "model_uri": artifact.uri, "model_sha256": artifact.sha256}
         )
         return scores
 
@@ -283,11 +287,15 @@ def build_ml_assets(
         recent training set; `drifted` marks features above the threshold (checked by `drift_below_threshold`)."""
         drift = drift_by_day(training_set, customer_features, config.psi_threshold)
         [reference] = source_files(training_set)
+        max_psi_by_day, drifted_features_by_day = drift_summary_by_day(drift)
         context.add_output_metadata(
             {
                 "reference": dg.MetadataValue.path(reference["uri"]),
                 "psi_threshold": config.psi_threshold,
                 "max_psi": float(drift["psi"].max()) if len(drift) else 0.0,
+                # Per day: a range run's metadata is attached to every partition of the range.
+                "max_psi_by_day": to_json_metadata(max_psi_by_day),
+                "drifted_features_by_day": to_json_metadata(drifted_features_by_day),
             }
         )
         return drift

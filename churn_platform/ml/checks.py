@@ -5,9 +5,9 @@ import dagster as dg
 
 from churn_platform.ml.model_card import CARD_PATH, with_decision
 from churn_platform.ml.promotion import GateThresholds, decide_promotion
-from churn_platform.ml.tracking import MLflowTracking
 from churn_platform.orchestration import asset_keys as keys
 from churn_platform.storage.materializations import latest_materialization
+from churn_platform.storage.model_registry import MLflowTracking
 from churn_platform.storage.parquet_io_manager import to_json_metadata
 
 

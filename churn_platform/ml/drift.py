@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -62,3 +66,55 @@ def drift_by_day(
                 {"as_of_date": as_of_date, "feature": feature, "psi": psi, "drifted": psi > psi_threshold}
             )
     return pd.DataFrame(rows, columns=["as_of_date", "feature", "psi", "drifted"])
+
+
+def drift_summary_by_day(drift: pd.DataFrame) -> tuple[dict[str, float], dict[str, list[str]]]:
+    """Each as-of date's largest PSI and its drifted features (a range run records these for every
+    day, so each partition's own figures can be read from any of its materializations)."""
+    max_psi, drifted = {}, {}
+    for as_of_date, day in drift.groupby(drift["as_of_date"].astype(str), sort=True):
+        max_psi[as_of_date] = float(day["psi"].max())
+        drifted[as_of_date] = sorted(day.loc[day["drifted"], "feature"])
+    return max_psi, drifted
+
+
+@dataclass(frozen=True)
+class DriftStreak:
+    """Consecutive days, ending on the newest day measured, whose largest PSI was above the threshold."""
+
+    start: str
+    end: str
+    max_psi: float
+    features: list[str]
+    threshold: float
+
+    @property
+    def days(self) -> int:
+        return (dt.date.fromisoformat(self.end) - dt.date.fromisoformat(self.start)).days + 1
+
+    def reason(self) -> str:
+        return (
+            f"feature drift above PSI {self.threshold} on {self.days} consecutive days "
+            f"({self.start}..{self.end}; largest PSI {self.max_psi:.3f}; features: {', '.join(self.features)})"
+        )
+
+
+def drift_streak(
+    max_psi_by_day: Mapping[str, float],
+    drifted_features_by_day: Mapping[str, list[str]],
+    threshold: float,
+    min_days: int,
+) -> DriftStreak | None:
+    """The streak of drifted days that ends on the newest measured day, if it is at least
+    ``min_days`` long; a day not measured breaks a streak, as a day below the threshold does."""
+    if min_days < 1 or not max_psi_by_day:
+        return None
+    day = dt.date.fromisoformat(max(max_psi_by_day))
+    end, days = day.isoformat(), []
+    while day.isoformat() in max_psi_by_day and max_psi_by_day[day.isoformat()] > threshold:
+        days.append(day.isoformat())
+        day -= dt.timedelta(days=1)
+    if len(days) < min_days:
+        return None
+    features = sorted({f for d in days for f in drifted_features_by_day.get(d, [])})
+    return DriftStreak(days[-1], end, max(max_psi_by_day[d] for d in days), features, threshold)

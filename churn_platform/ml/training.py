@@ -75,13 +75,8 @@ class ChurnModel:
     id_column: str
     label_column: str
     seed: int
-    trained_on: dict[str, Any] = field(default_factory=dict)
     split: EvaluationSplit | None = None
-    # Not pickled with the model (see __getstate__): only needed right after training.
-    holdout: Holdout | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "holdout": None}
+    holdout: Holdout | None = None  # the evaluation rows and their predictions
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         missing = [c for c in self.feature_columns if c not in frame.columns]

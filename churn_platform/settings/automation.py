@@ -39,3 +39,9 @@ class AutomationSettings:
     retraining_cron: str = setting(
         "CHURN_RETRAINING_CRON", "0 3 * * 1", "weekly retraining on the newest labelled day", kind="cron"
     )
+    drift_retraining_days: int = setting(
+        "CHURN_DRIFT_RETRAINING_DAYS",
+        3,
+        "retrain when feature drift is above its threshold on this many consecutive days (`0`: never)",
+        minimum=0,
+    )

@@ -17,7 +17,7 @@ class StorageSettings:
     data_dir: str | None = setting(
         "CHURN_DATA_DIR",
         None,
-        "local: landing zone, CRM export, warehouse and artifacts",
+        "local: landing zone, CRM export and warehouse",
         default_doc="`./data` (in the current directory)",
     )
     backup_dir: str | None = setting(
@@ -26,7 +26,7 @@ class StorageSettings:
     s3_bucket: str | None = setting(
         "CHURN_S3_BUCKET",
         None,
-        "s3 (required): bucket for the landing zone, CRM export, warehouse and artifacts",
+        "s3 (required): bucket for the landing zone, CRM export and warehouse",
     )
     s3_backup_bucket: str | None = setting(
         "CHURN_S3_BACKUP_BUCKET",
@@ -41,7 +41,7 @@ class StorageSettings:
     gcs_bucket: str | None = setting(
         "CHURN_GCS_BUCKET",
         None,
-        "gcs (required): bucket for the landing zone, CRM export, warehouse and artifacts",
+        "gcs (required): bucket for the landing zone, CRM export and warehouse",
     )
     gcs_backup_bucket: str | None = setting(
         "CHURN_GCS_BACKUP_BUCKET", None, "gcs (required): a separate bucket for backups"
@@ -119,7 +119,3 @@ class StorageSettings:
     @property
     def warehouse_dir(self) -> str:
         return f"{self.data_root}/warehouse"
-
-    @property
-    def artifacts_dir(self) -> str:
-        return f"{self.data_root}/artifacts"

@@ -7,19 +7,29 @@ import pyarrow as pa
 import pytest
 from upath import UPath
 
+from churn_platform.alerts.resources import SlackWebhook
+from churn_platform.alerts.sensors import build_retraining_notice_sensor
 from churn_platform.cli.demo import DemoPlan
 from churn_platform.definitions import build_definitions
 from churn_platform.ml.drift import (
     DEFAULT_PSI_THRESHOLD,
     DRIFT_FEATURES,
+    drift_streak,
     feature_drift,
     population_stability_index,
 )
 from churn_platform.orchestration import asset_keys as keys
-from churn_platform.orchestration.run_tags import partition_range_tags
+from churn_platform.orchestration.run_tags import (
+    DRIFT_TRIGGER,
+    TRIGGER_REASON_TAG,
+    TRIGGER_TAG,
+    partition_range_tags,
+)
+from churn_platform.settings import AlertSettings
 from churn_platform.storage.files import sha256_hex
 from churn_platform.storage.parquet_files import table_to_parquet
 from churn_platform_tests.support.data import START, generate_into, settings_for
+from churn_platform_tests.support.servers import WebhookReceiver
 
 
 def test_psi_is_near_zero_for_the_same_distribution_and_large_for_a_shift():
@@ -40,6 +50,32 @@ def test_feature_drift_covers_the_requested_columns():
     frame = pd.DataFrame({"a": range(100), "b": [1.0] * 100})
     result = feature_drift(frame, frame, ["a", "b", "not_there"])
     assert set(result) == {"a", "b"} and all(v < 1e-6 for v in result.values())
+
+
+# Largest PSI per day (threshold 0.25, 3 days needed) -> the streak's first day, or None.
+STREAKS = [
+    ({"2026-03-01": 0.3, "2026-03-02": 0.4, "2026-03-03": 0.5}, "2026-03-01"),
+    ({"2026-02-28": 0.9, "2026-03-01": 0.3, "2026-03-02": 0.4, "2026-03-03": 0.5}, "2026-02-28"),
+    ({"2026-03-01": 0.3, "2026-03-02": 0.4}, None),  # two days are not enough
+    ({"2026-03-01": 0.3, "2026-03-02": 0.1, "2026-03-03": 0.5, "2026-03-04": 0.5}, None),  # broken
+    ({"2026-03-01": 0.3, "2026-03-02": 0.4, "2026-03-04": 0.5}, None),  # a day not measured breaks it
+    ({"2026-03-01": 0.3, "2026-03-02": 0.4, "2026-03-03": 0.25}, None),  # at the threshold is not above
+    ({"2026-03-01": 0.3, "2026-03-02": 0.4, "2026-03-03": 0.5, "2026-03-04": 0.1}, None),  # it ended
+]
+
+
+@pytest.mark.parametrize(("max_psi", "start"), STREAKS)
+def test_a_streak_is_the_consecutive_drifted_days_up_to_the_newest(max_psi, start):
+    drifted = {day: ["events_7d"] for day in max_psi}
+    streak = drift_streak(max_psi, drifted, threshold=0.25, min_days=3)
+    assert (streak.start if streak else None) == start
+    if streak:
+        assert streak.end == max(max_psi) and streak.max_psi == max(max_psi[d] for d in max_psi if d >= start)
+        assert f"{streak.days} consecutive days" in streak.reason() and "events_7d" in streak.reason()
+
+
+def test_drift_retraining_off_when_zero_days_are_configured():
+    assert drift_streak({"2026-03-01": 0.9}, {}, threshold=0.25, min_days=0) is None
 
 
 # -- ml/feature_drift and its check, materialized on a small platform -------------------------------
@@ -205,3 +241,72 @@ def test_shifted_features_drift_past_the_default_threshold(platform):
     assert not drift.set_index("feature").drop(shifted.index)["drifted"].any()  # the others did not move
     assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
     assert evaluation.metadata["max_psi"].value == pytest.approx(drift["psi"].max())
+
+
+def shift_features(settings, day: str) -> None:
+    path = UPath(settings.storage.warehouse_dir).joinpath(*keys.CUSTOMER_FEATURES.path, f"{day}.parquet")
+    features = pd.read_parquet(path.path)
+    for column in ("events_7d", "events_30d", "sessions_30d"):
+        features[column] = features[column] * 5 + 20
+    path.write_bytes(table_to_parquet(pa.Table.from_pandas(features, preserve_index=False)).to_pybytes())
+
+
+def test_drift_on_three_consecutive_days_requests_exactly_one_retraining_run_that_says_why(platform):
+    """Runs last in this module: it trains a model on the newest labelled day."""
+    settings, defs, instance, plan, _ = platform
+    sensor = defs.get_sensor_def("drift_retraining")
+    assert settings.automation.drift_retraining_days == 3  # the default
+    days = [day_after(plan.last_day, -k) for k in (2, 1, 0)]
+    cursor, requests = None, []
+
+    def tick():
+        nonlocal cursor
+        with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs) as context:
+            data = sensor.evaluate_tick(context)
+        cursor = data.cursor or cursor
+        requests.extend(data.run_requests or [])
+        return data
+
+    for i, day in enumerate(days):
+        shift_features(settings, day)
+        materialize_drift(platform, day)
+        data = tick()
+        assert len(requests) == (1 if i == 2 else 0), (day, data.skip_message)
+    again = tick()  # the streak goes on, but it has had its run
+    assert not again.run_requests and "already requested" in again.skip_message
+
+    [request] = requests
+    assert request.partition_key == plan.last_labelled_day  # the newest day with labels
+    assert request.run_key == f"drift:{days[0]}"
+    reason = request.tags[TRIGGER_REASON_TAG]
+    assert request.tags[TRIGGER_TAG] == DRIFT_TRIGGER
+    assert f"on 3 consecutive days ({days[0]}..{days[-1]}" in reason and "events_7d" in reason
+
+    # The requested run is the retraining job; when it starts, the notice says why on Slack.
+    result = defs.resolve_job_def(request.job_name or "training_job").execute_in_process(
+        instance=instance, partition_key=request.partition_key, tags=request.tags, raise_on_error=False
+    )
+    assert any(e.asset_key == keys.CHURN_MODEL for e in result.get_asset_materialization_events())
+    run = instance.get_run_by_id(result.run_id)
+    started = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_START)
+    receiver = WebhookReceiver()
+    try:
+        notice = build_retraining_notice_sensor(AlertSettings(dagster_ui_url="http://ui"), running=False)
+        with dg.build_run_status_sensor_context(
+            sensor_name=notice.name,
+            dagster_instance=instance,
+            dagster_run=run,
+            dagster_event=started,
+            resources={"slack": SlackWebhook(webhook_url=receiver.url)},
+        ) as context:
+            notice(context)
+    finally:
+        receiver.stop()
+    [posted] = receiver.bodies
+    assert reason in posted["text"] and plan.last_labelled_day in posted["text"]
+    assert f"http://ui/runs/{run.run_id}" in posted["text"]
+
+    # Forgetting the cursor does not retrain on the same labels again: a model exists for that day.
+    cursor = None
+    skipped = tick()
+    assert not skipped.run_requests and "already trained on the newest labelled day" in skipped.skip_message

@@ -14,10 +14,10 @@ from upath import UPath
 from churn_platform.cli.demo import DemoPlan
 from churn_platform.definitions import build_definitions
 from churn_platform.ml.scoring import predict_with
-from churn_platform.ml.tracking import MLflowTracking
 from churn_platform.ml.training import train_churn_model
 from churn_platform.orchestration import asset_keys as keys
 from churn_platform.orchestration.run_tags import partition_range_tags
+from churn_platform.storage.model_registry import MLflowTracking
 from churn_platform.storage.parquet_io_manager import table_to_parquet
 from churn_platform_tests.support import servers
 from churn_platform_tests.support.data import START, generate_into, settings_for, synthetic_table
@@ -167,8 +167,9 @@ def test_tracking_and_registry_through_a_real_mlflow_server(tmp_path):
         )
         assert resource.champion_version() is None
         resource.promote(record.version, "test")
-        pipeline, version = resource.load_champion()
-        assert version == record.version == "1"
+        pipeline, artifact = resource.load_champion()
+        assert artifact.version == record.version == "1"
+        assert artifact.sha256 == resource.download_version("1").sha256  # the same bytes each time
         probabilities = predict_with(pipeline, model.holdout.features)
         np.testing.assert_allclose(probabilities, model.holdout.probabilities)
         assert (tmp_path / "artifacts").exists() and any((tmp_path / "artifacts").rglob("MLmodel"))

@@ -24,9 +24,9 @@ from churn_platform.ml.promotion import (
     unseen_rows_problems,
 )
 from churn_platform.ml.scoring import predict_with
-from churn_platform.ml.tracking import MLflowTracking
 from churn_platform.ml.training import IN_WINDOW, OUT_OF_TIME, train_churn_model
 from churn_platform.settings import SettingsError, load_settings
+from churn_platform.storage.model_registry import MLflowTracking
 
 COSTS = Costs(500.0, 50.0)
 FIRST = dt.date(2026, 1, 5)
@@ -82,7 +82,7 @@ def challenge(tracking: MLflowTracking, model, cutoff: str, thresholds: GateThre
     inputs = gate_inputs(
         Challenger(version, cutoff, model.split, metrics, holdout),
         champion,
-        lambda: tracking.load_version(champion["version"]),
+        lambda: tracking.load_version(champion["version"])[0],
         COSTS,
         BootstrapSettings(resamples=500),
     )

@@ -1,6 +1,5 @@
-"""Atomic writes through the platform's writers (ParquetIOManager, ArtifactIOManager,
-BackupStore.write_once), not only through the file helper: a writer that dies mid-write leaves the
-previous file whole at its path, shows readers no partial file, and leaves no temporary file behind
+"""Atomic writes through the platform's writers (ParquetIOManager, BackupStore.write_once), not
+only through the file helper: a writer that dies mid-write leaves the previous file whole at its path, shows readers no partial file, and leaves no temporary file behind
 (``storage/files.py``: "readers see either the previous version or the whole new one")."""
 
 import datetime as dt
@@ -12,11 +11,6 @@ import pytest
 
 from churn_platform.backups.resources import BackupStore
 from churn_platform.orchestration.run_tags import partition_range_tags
-from churn_platform.storage.artifact_io_manager import (
-    ArtifactIOManager,
-    ArtifactStore,
-    load_artifact_bytes,
-)
 from churn_platform.storage.files import StorageError
 from churn_platform.storage.parquet_io_manager import ParquetIOManager
 from churn_platform_tests.support.faults import dying_disk, files_under
@@ -126,30 +120,6 @@ def test_range_write_that_dies_leaves_every_file_whole(tmp_path, monkeypatch):
     assert pd.read_parquet(targets[0])["value"].tolist() == frame(2, days[:1])["value"].tolist()
     assert [t.read_bytes() for t in targets[1:]] == previous[1:]
     assert files_under(tmp_path) == [f"raw/things/{d}.parquet" for d in days]
-
-
-def test_artifact_io_manager_write_that_dies_keeps_the_previous_artifact(tmp_path, monkeypatch):
-    manager = ArtifactIOManager(store=ArtifactStore(base_path=str(tmp_path)))
-    target = tmp_path / "ml" / "model" / f"{DAY}.joblib"
-    version = {"n": 1}
-
-    @dg.asset(key=["ml", "model"], partitions_def=daily, io_manager_key="model_io_manager")
-    def model() -> dict:
-        # Random (incompressible) weights: joblib's compression keeps the artifact this large.
-        return {"version": version["n"], "weights": random_bytes(16_384, seed=version["n"])}
-
-    resources = {"model_io_manager": manager}
-    assert dg.materialize([model], partition_key=DAY, resources=resources).success
-    previous = target.read_bytes()
-
-    version["n"] = 2
-    with dying_disk(monkeypatch, tmp_path, budget=len(previous) // 2, watch=[target]) as disk:
-        result = dg.materialize([model], partition_key=DAY, resources=resources, raise_on_error=False)
-    assert not result.success and disk.faults == 1
-    assert disk.seen_at_fault == [{str(target): previous}]
-    assert target.read_bytes() == previous
-    assert load_artifact_bytes(target.read_bytes())["version"] == 1
-    assert files_under(tmp_path) == [f"ml/model/{DAY}.joblib"]
 
 
 def test_backup_write_that_dies_leaves_no_backup_and_the_retry_stores_it(tmp_path, monkeypatch):

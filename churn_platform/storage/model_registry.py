@@ -1,18 +1,25 @@
-"""A small resource around the MLflow client: tracking runs, the model registry and aliases.
+"""The model registry: a small resource around the MLflow client for tracking runs, registered
+versions and the `champion` alias, shared by every stage that trains, serves or backs up models.
 
-(dagster-mlflow offers only a legacy resource and pins pandas<3, so the platform keeps its own.)
+A registered version's files, as MLflow stores them, are the one model artifact: promotion sets an
+alias on them, scoring loads them, backups copy them, and all three record the same digest
+(``ModelArtifact.sha256``). (dagster-mlflow offers only a legacy resource and pins pandas<3, so
+the platform keeps its own.)
 """
 
+import hashlib
 import json
 import os
 import tempfile
 from dataclasses import dataclass
 from importlib.metadata import version as package_version
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import matplotlib.pyplot as plt
 import mlflow
+import mlflow.artifacts
 import mlflow.sklearn
 import numpy as np
 import pandas as pd
@@ -35,6 +42,37 @@ SKOPS_TRUSTED_TYPES = [
 
 class NoChampionError(RuntimeError):
     pass
+
+
+def directory_files(directory: str | Path) -> dict[str, str]:
+    """Every file under ``directory`` (relative POSIX path) with its SHA-256."""
+    root = Path(directory)
+    return {
+        path.relative_to(root).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+def files_digest(files: dict[str, str]) -> str:
+    """One SHA-256 for a set of files: the hash of their sorted ``sha256sum`` listing, so
+    ``sha256sum $(find . -type f | sort) | sha256sum`` over a copy of the directory gives it too."""
+    listing = "".join(f"{sha}  {path}\n" for path, sha in sorted(files.items()))
+    return hashlib.sha256(listing.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    """The files of one registered model version, downloaded to ``local_dir``."""
+
+    version: str
+    uri: str  # models:/<name>/<version>
+    local_dir: str
+    files: dict[str, str]  # relative path -> SHA-256
+
+    @property
+    def sha256(self) -> str:
+        return files_digest(self.files)
 
 
 @dataclass(frozen=True)
@@ -156,21 +194,29 @@ class MLflowTracking(dg.ConfigurableResource):
         """A text artifact of a run (written again when it exists)."""
         self.client().log_text(run_id, text, path)
 
-    def load_version(self, version: str):
-        mlflow.set_registry_uri(self.tracking_uri)
-        mlflow.set_tracking_uri(self.tracking_uri)
-        return mlflow.sklearn.load_model(f"models:/{self.model_name}/{version}", dst_path=tempfile.mkdtemp())
+    def download_version(self, version: str, dst_path: str | None = None) -> ModelArtifact:
+        """The registered version's files, byte for byte as the registry stores them (downloaded
+        from their storage location: a ``models:/`` download adds a ``registered_model_meta`` file)."""
+        stored = self.client().get_model_version_download_uri(self.model_name, str(version))
+        local_dir = mlflow.artifacts.download_artifacts(
+            artifact_uri=stored, dst_path=dst_path or tempfile.mkdtemp(), tracking_uri=self.tracking_uri
+        )
+        uri = f"models:/{self.model_name}/{version}"
+        return ModelArtifact(str(version), uri, local_dir, directory_files(local_dir))
 
-    def load_champion(self) -> tuple[Any, str]:
+    def load_version(self, version: str) -> tuple[Any, ModelArtifact]:
+        """The version's pipeline, loaded from exactly the files whose digest is returned with it."""
+        artifact = self.download_version(version)
+        return mlflow.sklearn.load_model(artifact.local_dir), artifact
+
+    def load_champion(self) -> tuple[Any, ModelArtifact]:
         version = self.champion_version()
         if version is None:
             raise NoChampionError(
                 f"registered model {self.model_name!r} has no {CHAMPION!r} alias at {self.tracking_uri}: "
                 "train a model that passes the promotion gate (materialize ml/training_set and ml/churn_model)"
             )
-        mlflow.set_registry_uri(self.tracking_uri)
-        mlflow.set_tracking_uri(self.tracking_uri)
-        return self.load_version(version), version
+        return self.load_version(version)
 
     def promote(self, version: str, reason: str) -> None:
         client = self.client()
