@@ -8,6 +8,7 @@ import dagster as dg
 
 from churn_platform.alerts.sensors import build_failure_alert_sensor, build_retraining_notice_sensor
 from churn_platform.backups.assets import build_backup_assets
+from churn_platform.backups.automation import build_metadata_backup_schedule, build_metadata_backup_sensor
 from churn_platform.crm.assets import build_crm_assets
 from churn_platform.features.assets import build_feature_assets
 from churn_platform.logs.assets import build_log_assets
@@ -44,6 +45,7 @@ def build_sensors(settings: PlatformSettings, partitions: PlatformPartitions) ->
         build_drift_retraining_sensor(automation),
         build_failure_alert_sensor(settings.alerts, automation.running),
         build_retraining_notice_sensor(settings.alerts, automation.running),
+        build_metadata_backup_sensor(automation),
     ]
 
 
@@ -55,7 +57,10 @@ def build_definitions(settings: PlatformSettings) -> dg.Definitions:
         assets=build_assets(partitions, settings.promotion),
         asset_checks=ML_CHECKS,
         jobs=ALL_JOBS,
-        schedules=build_schedules(settings.automation, partitions),
+        schedules=[
+            *build_schedules(settings.automation, partitions),
+            build_metadata_backup_schedule(settings.automation),
+        ],
         sensors=build_sensors(settings, partitions),
         resources=build_resources(settings),
         # Steps of a run share one process: each step is one engine call that parallelises inside

@@ -31,8 +31,19 @@ def test_sensors_and_schedules_are_registered_and_stopped_by_default():
     repo = definitions().get_repository_def()
     sensors = {s.name: s for s in repo.sensor_defs}
     schedules = {s.name: s for s in repo.schedule_defs}
-    assert set(sensors) == {"interaction_logs_landing_sensor", "churn_automation", "run_failure_alert"}
-    assert set(schedules) == {"daily_ingestion_schedule", "weekly_retraining_schedule"}
+    assert set(sensors) == {
+        "interaction_logs_landing_sensor",
+        "churn_automation",
+        "drift_retraining",
+        "run_failure_alert",
+        "retraining_notice",
+        "metadata_backup_after_training",
+    }
+    assert set(schedules) == {
+        "daily_ingestion_schedule",
+        "weekly_retraining_schedule",
+        "metadata_backup_schedule",
+    }
     for definition in [*sensors.values(), *schedules.values()]:
         assert definition.default_status.value == "STOPPED", definition.name
 

@@ -146,9 +146,16 @@ def test_sensors_and_schedules_are_running_in_the_deployment(deployment):
     assert sensors == {
         "interaction_logs_landing_sensor": "RUNNING",
         "churn_automation": "RUNNING",
+        "drift_retraining": "RUNNING",
         "run_failure_alert": "RUNNING",
+        "retraining_notice": "RUNNING",
+        "metadata_backup_after_training": "RUNNING",
     }
-    assert schedules == {"daily_ingestion_schedule": "RUNNING", "weekly_retraining_schedule": "RUNNING"}
+    assert schedules == {
+        "daily_ingestion_schedule": "RUNNING",
+        "weekly_retraining_schedule": "RUNNING",
+        "metadata_backup_schedule": "RUNNING",
+    }
 
 
 def test_landed_files_start_a_sensor_run_and_automation_updates_downstream(deployment):

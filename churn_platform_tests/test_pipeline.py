@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from upath import UPath
 
+from churn_platform.backups.catalog import list_snapshots, verify_snapshot
 from churn_platform.cli.demo import DemoPlan, run_demo
 from churn_platform.definitions import build_definitions
 from churn_platform.orchestration import asset_keys as keys
@@ -176,6 +177,14 @@ def test_one_model_artifact_is_registered_promoted_served_and_backed_up(demo):
     rows = features.loc[served["customer_id"]]
     probabilities = backed_up.predict_proba(rows[list(backed_up.feature_names_in_)])[:, 1]
     assert list(probabilities) == served["churn_probability"].tolist()
+
+
+def test_the_model_snapshot_is_listed_and_verifies(demo):
+    _, defs, *_ = demo
+    store = defs.resources["backup_store"]
+    [snapshot] = [s for s in list_snapshots(store) if s.kind == "model"]
+    assert any(name.endswith("/MLmodel") for name in snapshot.objects)
+    assert verify_snapshot(store, snapshot) == []
 
 
 def test_backup_manifest_names_the_training_data_the_model_read(demo):

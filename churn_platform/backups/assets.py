@@ -1,15 +1,23 @@
-"""backups/model_snapshot: the registered model version's files and their lineage manifest, in
-the backup store."""
+"""backups/model_snapshot: the registered model version's files and their lineage manifest;
+backups/platform_metadata: the Dagster instance and the MLflow store. Both in the backup store."""
 
+import datetime as dt
 from pathlib import Path
 
 import dagster as dg
 
+from churn_platform.backups.catalog import MANIFEST, object_entries
 from churn_platform.backups.manifest import (
     build_model_manifest,
     manifest_bytes,
     metadata_values,
     snapshot_prefix,
+)
+from churn_platform.backups.metadata import (
+    MetadataBackupError,
+    instance_source,
+    mlflow_source,
+    snapshot_files,
 )
 from churn_platform.backups.resources import BackupStore
 from churn_platform.orchestration import asset_keys as keys
@@ -77,11 +85,12 @@ def build_backup_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefinit
                 allow_retries=False,
             )
         prefix = snapshot_prefix(partition, artifact.version, artifact.sha256)
-        copied = {}
+        copied, stored = {}, {}
         for relative in artifact.files:
             data = (Path(artifact.local_dir) / relative).read_bytes()
             backup_store.write_once(f"{prefix}/model/{relative}", data)
-            copied[relative] = sha256_hex(backup_store.read(f"{prefix}/model/{relative}"))
+            stored[f"model/{relative}"] = backup_store.read(f"{prefix}/model/{relative}")
+            copied[relative] = sha256_hex(stored[f"model/{relative}"])
         if files_digest(copied) != artifact.sha256:  # read back: what is stored is what serves
             raise dg.Failure(f"backup of {artifact.uri} under {prefix} does not read back identical")
         manifest = build_model_manifest(
@@ -92,7 +101,8 @@ def build_backup_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefinit
             {"run_id": training_entry.run_id},
             {relative: backup_store.uri(f"{prefix}/model/{relative}") for relative in artifact.files},
         )
-        manifest_uri = backup_store.write_once(f"{prefix}/manifest.json", manifest_bytes(manifest))
+        manifest["objects"] = object_entries(stored)
+        manifest_uri = backup_store.write_once(f"{prefix}/{MANIFEST}", manifest_bytes(manifest))
         return dg.MaterializeResult(
             metadata={
                 "model_backup": dg.MetadataValue.path(backup_store.uri(f"{prefix}/model")),
@@ -103,4 +113,47 @@ def build_backup_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefinit
             }
         )
 
-    return [model_snapshot]
+    @dg.asset(key=keys.PLATFORM_METADATA, group_name="backups", kinds={"sqlite", "mlflow"})
+    def platform_metadata(
+        context: dg.AssetExecutionContext, mlflow_tracking: MLflowTracking, backup_store: BackupStore
+    ) -> dg.MaterializeResult:
+        """A consistent copy of the Dagster instance (its SQLite databases: runs, event logs,
+        schedules) and the local MLflow store (database and artifacts: every run, version and the
+        `champion` alias), with a manifest of sizes and SHA-256s. Restore with `churn-platform restore`."""
+        created = dt.datetime.now(dt.UTC)
+        try:
+            sources = [
+                instance_source(context.instance.root_directory),
+                *mlflow_source(mlflow_tracking.tracking_uri, mlflow_tracking.artifact_location),
+            ]
+        except (MetadataBackupError, dg.DagsterInvariantViolationError) as exc:
+            raise dg.Failure(f"cannot back up the platform's metadata: {exc}", allow_retries=False) from None
+        if not any(s.name == "dagster" and s.files for s in sources):
+            raise dg.Failure(
+                f"the Dagster instance at {context.instance.root_directory} keeps no SQLite storage "
+                "there (a Postgres instance is backed up with pg_dump, which this asset does not run yet)",
+                allow_retries=False,
+            )
+        prefix = f"metadata/{created.strftime('%Y%m%dT%H%M%S%fZ')}"
+        objects = {}
+        for name, data in snapshot_files(sources):
+            backup_store.write_once(f"{prefix}/{name}", data)
+            objects[name] = data
+        manifest = {
+            "format": "churn_platform.metadata_snapshot/v1",
+            "kind": "metadata",
+            "created": created.isoformat(),
+            "sources": {s.name: str(s.root) for s in sources},
+            "objects": object_entries(objects),
+        }
+        manifest_uri = backup_store.write_once(f"{prefix}/{MANIFEST}", manifest_bytes(manifest))
+        return dg.MaterializeResult(
+            metadata={
+                "snapshot": prefix,
+                "manifest": dg.MetadataValue.path(manifest_uri),
+                "objects": len(objects),
+                "bytes": sum(len(d) for d in objects.values()),
+            }
+        )
+
+    return [model_snapshot, platform_metadata]

@@ -35,6 +35,8 @@ def build_model_manifest(
     newest one. Deterministic for a given materialization, so re-running a backup writes identical bytes."""
     return {
         "format": MANIFEST_FORMAT,
+        "kind": "model",
+        "created": model_event["timestamp"],
         "asset": keys.CHURN_MODEL.to_user_string(),
         "partition": partition,
         "model": {

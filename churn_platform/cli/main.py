@@ -209,3 +209,87 @@ def backfill(
             click.echo(f"  {wait_for_backfill(url, backfill_id, timeout)}")
     except GraphQLError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _backup_store():
+    from churn_platform.resources import build_resources
+
+    return build_resources(load_settings())["backup_store"]
+
+
+@main.group()
+def backups() -> None:
+    """Snapshots in the backup store (CHURN_BACKUP_DIR, or the backup bucket)."""
+
+
+@backups.command("list")
+def backups_list() -> None:
+    """Every snapshot: when, what kind, how many objects and bytes, oldest first."""
+    from churn_platform.backups.catalog import list_snapshots
+
+    store = _backup_store()
+    snapshots = list_snapshots(store)
+    click.echo(f"{len(snapshots)} snapshot(s) in {store.uri('')}")
+    for s in snapshots:
+        click.echo(
+            f"  {s.created[:19]:19}  {s.kind:8}  {len(s.objects):4} objects  {s.bytes:>12,} B  {s.prefix}"
+        )
+
+
+@backups.command("verify")
+@click.argument("snapshot", required=False)
+def backups_verify(snapshot: str | None) -> None:
+    """Re-read every object of SNAPSHOT (default: all) and check it against its manifest's SHA-256."""
+    from churn_platform.backups.catalog import find_snapshot, list_snapshots, verify_snapshot
+
+    store = _backup_store()
+    snapshots = [find_snapshot(store, snapshot)] if snapshot else list_snapshots(store)
+    problems = [p for s in snapshots for p in verify_snapshot(store, s)]
+    objects = sum(len(s.objects) for s in snapshots)
+    if problems:
+        click.echo("\n".join(problems))
+        raise click.ClickException(
+            f"{len(problems)} of {objects} objects in {len(snapshots)} snapshot(s) damaged"
+        )
+    click.echo(f"{len(snapshots)} snapshot(s), {objects} objects: all objects match their manifests")
+
+
+@main.command()
+@click.argument("snapshot")
+@click.option("--model-dir", default=None, help="Where a model snapshot's files go (required for one).")
+@click.option("--force", is_flag=True, help="Overwrite files that exist (live data).")
+def restore(snapshot: str, model_dir: str | None, force: bool) -> None:
+    """Restore SNAPSHOT (a prefix from `churn-platform backups list`): a metadata snapshot into
+    DAGSTER_HOME and the configured MLflow store, a model snapshot into --model-dir. Every object
+    is verified first; nothing is written if any is damaged or, without --force, exists."""
+    import os
+    from pathlib import Path
+
+    from churn_platform.backups.catalog import RestoreRefused, find_snapshot, restore_snapshot
+
+    settings = load_settings()
+    store = _backup_store()
+    try:
+        found = find_snapshot(store, snapshot)
+        if found.kind == "model":
+            if not model_dir:
+                raise click.UsageError("a model snapshot needs --model-dir")
+            targets = {"model": Path(model_dir)}
+        else:
+            home = os.environ.get("DAGSTER_HOME")
+            if not home:
+                raise click.UsageError("set DAGSTER_HOME to the instance directory to restore into")
+            mlflow = settings.mlflow
+            if not mlflow.tracking_uri.startswith("sqlite:///"):
+                raise click.UsageError("the configured MLflow store is a server: restore its database there")
+            targets = {
+                "dagster": Path(home),
+                "mlflow/db": Path(mlflow.tracking_uri[len("sqlite:///") :]).parent,
+                "mlflow/artifacts": Path(mlflow.artifact_location or ""),
+            }
+        written = restore_snapshot(store, found, targets, overwrite=force)
+    except RestoreRefused as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"restored {len(written)} files from {found.prefix} (all verified)")
+    for folder, path in targets.items():
+        click.echo(f"  {folder:17} -> {path}")

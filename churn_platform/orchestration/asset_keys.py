@@ -13,6 +13,7 @@ CHURN_MODEL = dg.AssetKey(["ml", "churn_model"])
 CHURN_SCORES = dg.AssetKey(["ml", "churn_scores"])
 FEATURE_DRIFT = dg.AssetKey(["ml", "feature_drift"])
 MODEL_SNAPSHOT = dg.AssetKey(["backups", "model_snapshot"])
+PLATFORM_METADATA = dg.AssetKey(["backups", "platform_metadata"])
 
 ALL = (
     CRM_TICKETS,
@@ -26,6 +27,7 @@ ALL = (
     CHURN_SCORES,
     FEATURE_DRIFT,
     MODEL_SNAPSHOT,
+    PLATFORM_METADATA,
 )
 
 # Asset checks, by the name they are registered under.

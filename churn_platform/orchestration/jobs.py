@@ -28,4 +28,10 @@ scoring_job = dg.define_asset_job(
     description="Daily churn scores from the champion model, and feature drift against training data.",
 )
 
-ALL_JOBS = [daily_ingestion_job, labels_job, training_job, scoring_job]
+metadata_backup_job = dg.define_asset_job(
+    "metadata_backup_job",
+    selection=dg.AssetSelection.assets(keys.PLATFORM_METADATA),
+    description="A consistent copy of the Dagster instance and the MLflow store in the backup store.",
+)
+
+ALL_JOBS = [daily_ingestion_job, labels_job, training_job, scoring_job, metadata_backup_job]

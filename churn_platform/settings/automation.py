@@ -39,6 +39,12 @@ class AutomationSettings:
     retraining_cron: str = setting(
         "CHURN_RETRAINING_CRON", "0 3 * * 1", "weekly retraining on the newest labelled day", kind="cron"
     )
+    metadata_backup_cron: str = setting(
+        "CHURN_METADATA_BACKUP_CRON",
+        "30 4 * * *",
+        "daily backup of the Dagster instance and the MLflow store (also after each retraining run)",
+        kind="cron",
+    )
     drift_retraining_days: int = setting(
         "CHURN_DRIFT_RETRAINING_DAYS",
         3,

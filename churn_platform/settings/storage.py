@@ -21,7 +21,10 @@ class StorageSettings:
         default_doc="`./data` (in the current directory)",
     )
     backup_dir: str | None = setting(
-        "CHURN_BACKUP_DIR", None, "local: the backup location", default_doc="`$CHURN_DATA_DIR/backups`"
+        "CHURN_BACKUP_DIR",
+        None,
+        "local: the backup location (outside the data directory)",
+        default_doc="`${CHURN_DATA_DIR}_backups` (`./data_backups`)",
     )
     s3_bucket: str | None = setting(
         "CHURN_S3_BUCKET",
@@ -67,7 +70,9 @@ class StorageSettings:
         # Relative to the current directory, not to this package: it works installed from a wheel.
         data_dir = str(Path(self.data_dir or "data").absolute())
         object.__setattr__(self, "data_dir", data_dir)
-        object.__setattr__(self, "backup_dir", self.backup_dir or f"{data_dir}/backups")
+        # Beside the data directory, not inside it: deleting the data must not delete its backups.
+        backup_dir = self.backup_dir or str(Path(data_dir).parent / f"{Path(data_dir).name}_backups")
+        object.__setattr__(self, "backup_dir", str(Path(backup_dir).absolute()))
         if self.env == "local":
             return
         for variable, value, why in self._required():

@@ -1,0 +1,123 @@
+"""Snapshots in the backup store: listing, verifying and restoring them.
+
+Every snapshot is a folder with a ``manifest.json`` whose ``objects`` maps each stored file (relative
+to the folder) to its SHA-256 and size. Verification re-reads every object; a restore verifies
+every object before it writes anything, and refuses to overwrite files unless told to.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from churn_platform.backups.resources import BackupStore
+from churn_platform.storage.files import StorageError, sha256_hex, write_bytes_atomic
+
+MANIFEST = "manifest.json"
+
+
+class RestoreRefused(RuntimeError):
+    """A restore that would lose data or restore damaged data (nothing was written)."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    prefix: str  # folder in the backup store
+    kind: str  # model or metadata
+    created: str
+    objects: dict[str, dict]  # relative path -> {"sha256", "bytes"}
+
+    @property
+    def bytes(self) -> int:
+        return sum(int(o["bytes"]) for o in self.objects.values())
+
+
+def object_entries(files: Mapping[str, bytes]) -> dict[str, dict]:
+    return {name: {"sha256": sha256_hex(data), "bytes": len(data)} for name, data in sorted(files.items())}
+
+
+def list_snapshots(store: BackupStore) -> list[Snapshot]:
+    """Every snapshot under the store's base path, oldest first."""
+    root = store.path("")
+    snapshots = []
+    for manifest_path in root.rglob(MANIFEST):
+        manifest = json.loads(manifest_path.read_bytes())
+        prefix = manifest_path.parent.relative_to(root).as_posix()
+        snapshots.append(
+            Snapshot(
+                prefix,
+                manifest.get("kind", "model"),
+                str(manifest.get("created") or manifest.get("model", {}).get("materialized_at", "")),
+                manifest.get("objects", {}),
+            )
+        )
+    return sorted(snapshots, key=lambda s: (s.created, s.prefix))
+
+
+def find_snapshot(store: BackupStore, prefix: str) -> Snapshot:
+    matches = [s for s in list_snapshots(store) if s.prefix == prefix.strip("/")]
+    if not matches:
+        known = ", ".join(s.prefix for s in list_snapshots(store)[-5:]) or "none"
+        raise RestoreRefused(f"no snapshot {prefix!r} in {store.uri('')} (newest: {known})")
+    return matches[0]
+
+
+def read_verified(store: BackupStore, snapshot: Snapshot) -> tuple[dict[str, bytes], list[str]]:
+    """Every object's bytes, and a problem for each object that is missing or does not match its
+    recorded SHA-256 or size (naming the object)."""
+    contents, problems = {}, []
+    for name, expected in snapshot.objects.items():
+        uri = store.uri(f"{snapshot.prefix}/{name}")
+        try:
+            data = store.read(f"{snapshot.prefix}/{name}")
+        except (StorageError, OSError) as exc:
+            problems.append(f"{uri}: missing or unreadable ({exc.__class__.__name__})")
+            continue
+        if sha256_hex(data) != expected["sha256"] or len(data) != int(expected["bytes"]):
+            problems.append(
+                f"{uri}: SHA-256 {sha256_hex(data)} ({len(data)} bytes) does not match the manifest's "
+                f"{expected['sha256']} ({expected['bytes']} bytes)"
+            )
+            continue
+        contents[name] = data
+    return contents, problems
+
+
+def verify_snapshot(store: BackupStore, snapshot: Snapshot) -> list[str]:
+    return read_verified(store, snapshot)[1]
+
+
+def restore_snapshot(
+    store: BackupStore, snapshot: Snapshot, targets: Mapping[str, Path], overwrite: bool = False
+) -> list[Path]:
+    """Write the snapshot's objects into local directories: ``targets`` maps a folder of the
+    snapshot (``dagster``, ``mlflow/db``, ...) to where its files go. Every object is verified first;
+    with any damaged object, or any existing file that differs (unless ``overwrite``), nothing is
+    written. Returns the files written."""
+    contents, problems = read_verified(store, snapshot)
+    if problems:
+        raise RestoreRefused(
+            f"snapshot {snapshot.prefix} is damaged; nothing restored:\n" + "\n".join(problems)
+        )
+    plan: list[tuple[Path, bytes]] = []
+    for name, data in contents.items():
+        folder = next((f for f in sorted(targets, key=len, reverse=True) if name.startswith(f + "/")), None)
+        if folder is None:
+            continue
+        plan.append((Path(targets[folder]) / name[len(folder) + 1 :], data))
+    # A file already holding the backup's bytes is not live data at risk: it is left as it is.
+    plan = [(path, data) for path, data in plan if not (path.is_file() and path.read_bytes() == data)]
+    existing = [str(path) for path, _ in plan if path.exists()]
+    if existing and not overwrite:
+        raise RestoreRefused(
+            f"{len(existing)} file(s) exist, e.g. {existing[0]}; nothing restored (pass --force to overwrite "
+            "live data)"
+        )
+    from upath import UPath
+
+    for path, data in plan:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(UPath(path), data)
+    return [path for path, _ in plan]

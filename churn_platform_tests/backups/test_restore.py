@@ -1,0 +1,181 @@
+"""Metadata backups and restores, by breaking things: the Dagster instance and the MLflow store are
+backed up while runs write, deleted, and restored from the backup store; a flipped byte is found
+by `verify` and refused by `restore`, naming the object; live files are never overwritten unless
+told to."""
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from churn_platform.backups.catalog import find_snapshot, read_verified, restore_snapshot
+from churn_platform.cli.main import main
+from churn_platform.definitions import build_definitions
+from churn_platform.ml.scoring import predict_with
+from churn_platform.ml.training import train_churn_model
+from churn_platform.orchestration import asset_keys as keys
+from churn_platform_tests.support.data import settings_for, synthetic_table
+
+pytestmark = pytest.mark.slow
+
+
+@dg.asset(partitions_def=dg.DailyPartitionsDefinition(start_date="2026-01-01"))
+def busy_table() -> int:
+    return 1
+
+
+def environment(tmp_path: Path) -> dict[str, str]:
+    return {
+        "CHURN_DATA_DIR": str(tmp_path / "data"),
+        "CHURN_BACKUP_DIR": str(tmp_path / "backups"),
+        "CHURN_START_DATE": "2026-01-01",
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+    }
+
+
+@pytest.fixture
+def platform(tmp_path, monkeypatch):
+    """A Dagster instance with runs, and an MLflow store with a champion, on local disk."""
+    for name, value in environment(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    settings = settings_for(str(tmp_path / "data"), CHURN_BACKUP_DIR=str(tmp_path / "backups"))
+    defs = build_definitions(settings)
+    registry = defs.resources["mlflow_tracking"]
+    model = train_churn_model(
+        synthetic_table(rows=600), id_column="account", label_column="label", exclude=()
+    )
+    record = registry.log_training(
+        model.pipeline, model.holdout.features, {}, model.metrics, {}, {"files": []}, {}, "restore test"
+    )
+    registry.promote(record.version, "test")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        for day in ("2026-01-02", "2026-01-03"):
+            assert dg.materialize([busy_table], instance=instance, partition_key=day).success
+        yield settings, defs, instance, registry, model
+
+
+def back_up(defs, instance) -> dg.MaterializeResult:
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, asset_selection=[keys.PLATFORM_METADATA]
+    )
+    assert result.success
+    [event] = result.get_asset_materialization_events()
+    return event.materialization.metadata
+
+
+def cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_instance_and_mlflow_store_restore_after_they_are_deleted(platform, tmp_path):
+    settings, defs, instance, registry, model = platform
+    runs_before = {r.run_id for r in instance.get_runs()}
+    metadata = back_up(defs, instance)
+    prefix = metadata["snapshot"].value
+    assert metadata["objects"].value >= 4  # instance databases, MLflow database, model files
+
+    code, listed = cli("backups", "list")
+    assert code == 0 and prefix in listed and "metadata" in listed
+    code, verified = cli("backups", "verify")
+    assert code == 0 and "all objects match" in verified
+
+    # Disaster: the instance's databases and the whole MLflow store are gone.
+    home = Path(instance.root_directory)
+    mlflow_dir = Path(settings.mlflow.directory or tmp_path / "data" / "mlflow")
+    shutil.rmtree(home / "history")
+    shutil.rmtree(home / "schedules", ignore_errors=True)
+    shutil.rmtree(mlflow_dir)
+
+    code, out = cli("restore", prefix)
+    assert code == 0, out
+    # Byte for byte what the backup holds (verified against the manifest before writing).
+    snapshot = find_snapshot(defs.resources["backup_store"], prefix)
+    contents, problems = read_verified(defs.resources["backup_store"], snapshot)
+    assert not problems
+    for name, data in contents.items():
+        folder, _, rest = name.partition("/")
+        if folder == "dagster":
+            assert (home / rest).read_bytes() == data, name
+    with dg.DagsterInstance.from_config(str(home)) as restored:
+        assert {r.run_id for r in restored.get_runs()} >= runs_before
+        assert restored.get_materialized_partitions(busy_table.key) == {"2026-01-02", "2026-01-03"}
+    pipeline, artifact = registry.load_champion()
+    assert artifact.version == "1"
+    np.testing.assert_allclose(predict_with(pipeline, model.holdout.features), model.holdout.probabilities)
+
+
+def test_a_flipped_byte_is_reported_by_verify_and_refused_by_restore(platform, tmp_path):
+    settings, defs, instance, *_ = platform
+    prefix = back_up(defs, instance)["snapshot"].value
+    store = defs.resources["backup_store"]
+    snapshot = find_snapshot(store, prefix)
+    victim = next(name for name in snapshot.objects if name.startswith("mlflow/db/"))
+    path = Path(store.uri(f"{prefix}/{victim}"))
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    os.chmod(path, 0o644)
+    path.write_bytes(bytes(data))
+
+    code, out = cli("backups", "verify", prefix)
+    assert code == 1 and victim in out and "does not match" in out
+    mlflow_db = Path(settings.mlflow.tracking_uri[len("sqlite:///") :])
+    before = mlflow_db.read_bytes()
+    code, out = cli("restore", prefix, "--force")
+    assert code == 1 and victim in out and "nothing restored" in out
+    assert mlflow_db.read_bytes() == before  # not a byte written
+
+
+def test_restore_never_overwrites_live_files_unless_forced(platform):
+    settings, defs, instance, *_ = platform
+    prefix = back_up(defs, instance)["snapshot"].value
+    code, out = cli("restore", prefix)
+    assert code == 1 and "exist" in out and "--force" in out
+    code, out = cli("restore", prefix, "--force")
+    assert code == 0, out
+
+
+WRITER = """
+import sys, dagster as dg
+from churn_platform_tests.backups.test_restore import busy_table
+with dg.DagsterInstance.from_config(sys.argv[1]) as instance:
+    for day in range(1, 29):
+        dg.materialize([busy_table], instance=instance, partition_key=f"2026-02-{day:02d}")
+        print(day, flush=True)
+"""
+
+
+def test_a_backup_taken_while_runs_write_restores_to_an_instance_with_every_finished_run(platform, tmp_path):
+    _, defs, instance, *_ = platform
+    # Another process writes runs and events while the backup reads the databases.
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, instance.root_directory], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        for _ in range(3):  # let it get going
+            assert writer.stdout.readline(), "the writer process stopped"
+        finished = {r.run_id for r in instance.get_runs() if r.is_finished}
+        prefix = back_up(defs, instance)["snapshot"].value
+        assert writer.poll() is None, "the writer finished before the backup: nothing was written during it"
+    finally:
+        writer.kill()
+        writer.wait()
+
+    target = tmp_path / "restored_home"
+    store = defs.resources["backup_store"]
+    restore_snapshot(store, find_snapshot(store, prefix), {"dagster": target})
+    for db in target.rglob("*.db"):
+        with sqlite3.connect(db) as con:
+            assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",), db
+    with dg.DagsterInstance.from_config(str(target)) as restored:
+        assert len(finished) >= 5 and finished <= {r.run_id for r in restored.get_runs()}
