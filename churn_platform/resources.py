@@ -54,6 +54,28 @@ def build_crm(settings: PlatformSettings, connection: ObjectStoreConnection | No
     return SimulatedCRMResource(export_path=settings.storage.crm_export_path, export_connection=connection)
 
 
+def build_backup_store(settings: PlatformSettings, connection: ObjectStoreConnection | None) -> BackupStore:
+    """The backup location, with its own S3 credentials when they are set, and Object Lock and the
+    archive rule on S3 (unless CHURN_BACKUP_LOCK_MODE=none)."""
+    storage, backups, secrets = settings.storage, settings.backups, settings.secrets_set
+    on_s3 = storage.env == "s3"
+    if on_s3 and "CHURN_BACKUP_AWS_ACCESS_KEY_ID" in secrets:
+        connection = ObjectStoreConnection(
+            endpoint_url=storage.endpoint_url,
+            region=storage.region,
+            access_key_id=env_secret("CHURN_BACKUP_AWS_ACCESS_KEY_ID", secrets),
+            secret_access_key=env_secret("CHURN_BACKUP_AWS_SECRET_ACCESS_KEY", secrets),
+        )
+    return BackupStore(
+        base_path=storage.backup_root,
+        connection=connection,
+        lock_mode=backups.lock_mode if on_s3 and backups.lock_mode != "none" else None,
+        lock_days=backups.lock_days,
+        archive_after_days=backups.archive_after_days if on_s3 else 0,
+        archive_storage_class=backups.archive_storage_class,
+    )
+
+
 def build_resources(settings: PlatformSettings) -> dict[str, Any]:
     """Secrets that are set are passed on as ``dagster.EnvVar`` references, never as values."""
     storage = settings.storage
@@ -62,7 +84,7 @@ def build_resources(settings: PlatformSettings) -> dict[str, Any]:
         "io_manager": ParquetIOManager(base_path=storage.warehouse_dir, connection=connection),
         "landing_zone": LandingZone(base_path=storage.landing_dir, connection=connection),
         "crm": build_crm(settings, connection),
-        "backup_store": BackupStore(base_path=storage.backup_root, connection=connection),
+        "backup_store": build_backup_store(settings, connection),
         "feature_engine": build_feature_engine(settings),
         "slack": SlackWebhook(webhook_url=env_secret("SLACK_WEBHOOK_URL", settings.secrets_set)),
         "mlflow_tracking": MLflowTracking(

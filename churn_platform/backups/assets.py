@@ -2,6 +2,8 @@
 backups/platform_metadata: the Dagster instance and the MLflow store. Both in the backup store."""
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -19,13 +21,14 @@ from churn_platform.backups.metadata import (
     mlflow_source,
     snapshot_files,
 )
-from churn_platform.backups.resources import BackupStore
+from churn_platform.backups.resources import BackupRefused, BackupStore
 from churn_platform.orchestration import asset_keys as keys
 from churn_platform.orchestration.partitions import PlatformPartitions
 from churn_platform.orchestration.retries import EXTERNAL_CALL_RETRY
 from churn_platform.storage.files import sha256_hex
 from churn_platform.storage.materializations import find_materialization, latest_materialization
-from churn_platform.storage.model_registry import MLflowTracking, files_digest
+from churn_platform.storage.model_registry import MLflowTracking, ModelArtifact, files_digest
+from churn_platform.storage.parquet_io_manager import to_json_metadata
 
 
 def _materialized(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> dg.EventLogEntry:
@@ -56,6 +59,46 @@ def _training_set_read_by(instance: dg.DagsterInstance, model: dict, partition: 
     return entry
 
 
+@contextmanager
+def refusals_are_final() -> Iterator[None]:
+    """A refused backup (an unprotected bucket, other bytes at a written path) fails the run
+    without the retries meant for flaky storage: retrying cannot change the answer."""
+    try:
+        yield
+    except BackupRefused as exc:
+        raise dg.Failure(str(exc), allow_retries=False) from None
+
+
+def write_model_snapshot(
+    store: BackupStore,
+    artifact: ModelArtifact,
+    partition: str,
+    model: dict,
+    model_entry: dg.EventLogEntry,
+    training: dict,
+    training_entry: dg.EventLogEntry,
+) -> tuple[str, dict]:
+    """Copy the version's files, read them back, and write the manifest; returns its URI and content."""
+    prefix = snapshot_prefix(partition, artifact.version, artifact.sha256)
+    stored = {}
+    for relative in artifact.files:
+        store.write_once(f"{prefix}/model/{relative}", (Path(artifact.local_dir) / relative).read_bytes())
+        stored[f"model/{relative}"] = store.read(f"{prefix}/model/{relative}")
+    copied = {name.removeprefix("model/"): sha256_hex(data) for name, data in stored.items()}
+    if files_digest(copied) != artifact.sha256:  # read back: what is stored is what serves
+        raise dg.Failure(f"backup of {artifact.uri} under {prefix} does not read back identical")
+    manifest = build_model_manifest(
+        partition,
+        model,
+        {"run_id": model_entry.run_id, "timestamp": model_entry.timestamp},
+        training,
+        {"run_id": training_entry.run_id},
+        {relative: store.uri(f"{prefix}/model/{relative}") for relative in artifact.files},
+    )
+    manifest["objects"] = object_entries(stored)
+    return store.write_once(f"{prefix}/{MANIFEST}", manifest_bytes(manifest)), manifest
+
+
 def build_backup_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefinition]:
     @dg.asset(
         key=keys.MODEL_SNAPSHOT,
@@ -84,32 +127,19 @@ def build_backup_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefinit
                 "registry, so it is not backed up",
                 allow_retries=False,
             )
-        prefix = snapshot_prefix(partition, artifact.version, artifact.sha256)
-        copied, stored = {}, {}
-        for relative in artifact.files:
-            data = (Path(artifact.local_dir) / relative).read_bytes()
-            backup_store.write_once(f"{prefix}/model/{relative}", data)
-            stored[f"model/{relative}"] = backup_store.read(f"{prefix}/model/{relative}")
-            copied[relative] = sha256_hex(stored[f"model/{relative}"])
-        if files_digest(copied) != artifact.sha256:  # read back: what is stored is what serves
-            raise dg.Failure(f"backup of {artifact.uri} under {prefix} does not read back identical")
-        manifest = build_model_manifest(
-            partition,
-            model,
-            {"run_id": model_entry.run_id, "timestamp": model_entry.timestamp},
-            training,
-            {"run_id": training_entry.run_id},
-            {relative: backup_store.uri(f"{prefix}/model/{relative}") for relative in artifact.files},
-        )
-        manifest["objects"] = object_entries(stored)
-        manifest_uri = backup_store.write_once(f"{prefix}/{MANIFEST}", manifest_bytes(manifest))
+        with refusals_are_final():
+            protection = backup_store.ensure_protected()
+            manifest_uri, manifest = write_model_snapshot(
+                backup_store, artifact, partition, model, model_entry, training, training_entry
+            )
         return dg.MaterializeResult(
             metadata={
-                "model_backup": dg.MetadataValue.path(backup_store.uri(f"{prefix}/model")),
+                "model_backup": dg.MetadataValue.path(manifest_uri.rsplit("/", 1)[0] + "/model"),
                 "manifest": dg.MetadataValue.path(manifest_uri),
                 "model_version": artifact.version,
                 "model_sha256": artifact.sha256,
                 "input_files": len(manifest["inputs"]),
+                "protection": to_json_metadata(protection),
             }
         )
 
@@ -136,23 +166,26 @@ def build_backup_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefinit
             )
         prefix = f"metadata/{created.strftime('%Y%m%dT%H%M%S%fZ')}"
         objects = {}
-        for name, data in snapshot_files(sources):
-            backup_store.write_once(f"{prefix}/{name}", data)
-            objects[name] = data
-        manifest = {
-            "format": "churn_platform.metadata_snapshot/v1",
-            "kind": "metadata",
-            "created": created.isoformat(),
-            "sources": {s.name: str(s.root) for s in sources},
-            "objects": object_entries(objects),
-        }
-        manifest_uri = backup_store.write_once(f"{prefix}/{MANIFEST}", manifest_bytes(manifest))
+        with refusals_are_final():
+            protection = backup_store.ensure_protected()
+            for name, data in snapshot_files(sources):
+                backup_store.write_once(f"{prefix}/{name}", data)
+                objects[name] = data
+            manifest = {
+                "format": "churn_platform.metadata_snapshot/v1",
+                "kind": "metadata",
+                "created": created.isoformat(),
+                "sources": {s.name: str(s.root) for s in sources},
+                "objects": object_entries(objects),
+            }
+            manifest_uri = backup_store.write_once(f"{prefix}/{MANIFEST}", manifest_bytes(manifest))
         return dg.MaterializeResult(
             metadata={
                 "snapshot": prefix,
                 "manifest": dg.MetadataValue.path(manifest_uri),
                 "objects": len(objects),
                 "bytes": sum(len(d) for d in objects.values()),
+                "protection": to_json_metadata(protection),
             }
         )
 

@@ -1,4 +1,8 @@
-"""The backup location: separate from the platform's storage and written once per object."""
+"""The backup location: separate from the platform's storage, written once per object, and on S3
+protected by Object Lock retention and an archive lifecycle rule that the platform sets and checks."""
+
+import datetime as dt
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -7,22 +11,120 @@ from upath import UPath
 from churn_platform.storage.connection import ObjectStoreConnection, open_path
 from churn_platform.storage.files import (
     StorageError,
+    protocol_of,
     read_bytes,
     sha256_hex,
     uri_of,
     write_bytes_atomic,
 )
 
+ARCHIVE_RULE_ID = "churn-platform-archive-backups"
+
+
+class BackupRefused(StorageError):
+    """A backup that cannot be written as configured; retrying will not change that."""
+
 
 class BackupStore(dg.ConfigurableResource):
-    """Write-once storage for backups (in production, a versioned bucket with Object Lock)."""
+    """Write-once storage for backups. On S3, every object gets Object Lock retention (``lock_mode``
+    for ``lock_days``) in the same PUT, in a bucket that must keep versions and have Object Lock."""
 
     base_path: str = Field(description="Local directory, s3://bucket/prefix or gs://bucket/prefix.")
     connection: ObjectStoreConnection | None = None
+    lock_mode: str | None = Field(
+        default=None,
+        description="S3 Object Lock mode of every object (GOVERNANCE, COMPLIANCE); None: no lock.",
+    )
+    lock_days: int = 30
+    archive_after_days: int = Field(
+        default=0, description="S3: lifecycle transition after this many days (0: none)."
+    )
+    archive_storage_class: str = "GLACIER"
 
     def path(self, relative: str) -> UPath:
         return open_path(self.base_path, self.connection).joinpath(*relative.split("/"))
 
+    def uri(self, relative: str) -> str:
+        return uri_of(self.path(relative))
+
+    def _s3(self) -> tuple[Any, str, str] | None:
+        """(boto3 client, bucket, key prefix) when the store is on S3 and protection applies."""
+        root = open_path(self.base_path, self.connection)
+        if protocol_of(root) not in ("s3", "s3a") or self.connection is None:
+            return None
+        bucket, _, prefix = root.path.partition("/")
+        return self.connection.s3_client(), bucket, prefix.strip("/")
+
+    # -- protection ----------------------------------------------------------------------------------
+    def protection(self) -> dict[str, Any]:
+        """What protects the backups, read back from the bucket (local disk: nothing)."""
+        s3 = self._s3()
+        if s3 is None:
+            return {"store": protocol_of(open_path(self.base_path)) or "local", "object_lock": None}
+        client, bucket, _ = s3
+        versioning = client.get_bucket_versioning(Bucket=bucket).get("Status", "Off")
+        try:
+            lock = client.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]
+        except client.exceptions.ClientError:
+            lock = {}
+        try:
+            rules = client.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", [])
+        except client.exceptions.ClientError:
+            rules = []
+        archive = next((r for r in rules if r.get("ID") == ARCHIVE_RULE_ID), None)
+        return {
+            "store": "s3",
+            "bucket": bucket,
+            "versioning": versioning,
+            "object_lock": lock.get("ObjectLockEnabled", "Disabled"),
+            "lock_mode": self.lock_mode,
+            "lock_days": self.lock_days if self.lock_mode else None,
+            "archive_rule": archive["Transitions"][0] if archive else None,
+        }
+
+    def ensure_protected(self) -> dict[str, Any]:
+        """Refuse to back up into an S3 bucket that does not keep versions or lacks Object Lock (when
+        a lock mode is configured), and set the archive lifecycle rule; returns what was read back."""
+        s3 = self._s3()
+        if s3 is None or not self.lock_mode:
+            return self.protection()
+        client, bucket, prefix = s3
+        state = self.protection()
+        if state["versioning"] != "Enabled":
+            raise BackupRefused(
+                f"backup bucket {bucket} does not keep versions (versioning: {state['versioning']}): "
+                "a write or delete there could destroy the only copy. Enable versioning and Object Lock "
+                "on it, or set CHURN_BACKUP_LOCK_MODE=none to back up without protection"
+            )
+        if state["object_lock"] != "Enabled":
+            raise BackupRefused(
+                f"backup bucket {bucket} has no Object Lock, so CHURN_BACKUP_LOCK_MODE={self.lock_mode} "
+                "cannot be applied: create the bucket with Object Lock enabled, or set the mode to none"
+            )
+        if self.archive_after_days:
+            wanted = {"Days": self.archive_after_days, "StorageClass": self.archive_storage_class}
+            if state["archive_rule"] != wanted:
+                try:
+                    rules = client.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", [])
+                except client.exceptions.ClientError:
+                    rules = []
+                rules = [r for r in rules if r.get("ID") != ARCHIVE_RULE_ID] + [
+                    {
+                        "ID": ARCHIVE_RULE_ID,
+                        "Status": "Enabled",
+                        "Filter": {"Prefix": f"{prefix}/" if prefix else ""},
+                        "Transitions": [wanted],
+                    }
+                ]
+                client.put_bucket_lifecycle_configuration(
+                    Bucket=bucket, LifecycleConfiguration={"Rules": rules}
+                )
+                state = self.protection()
+                if state["archive_rule"] != wanted:
+                    raise BackupRefused(f"the archive rule on {bucket} reads back as {state['archive_rule']}")
+        return state
+
+    # -- objects -------------------------------------------------------------------------------------
     def write_once(self, relative: str, data: bytes) -> str:
         """Store ``data`` at ``relative``; re-writing identical bytes is a no-op, different bytes
         are refused so that a backup can never be silently replaced."""
@@ -30,13 +132,25 @@ class BackupStore(dg.ConfigurableResource):
         if path.exists():
             existing = read_bytes(path)
             if sha256_hex(existing) != sha256_hex(data):
-                raise StorageError(f"refusing to overwrite backup {uri_of(path)} with different content")
+                raise BackupRefused(f"refusing to overwrite backup {uri_of(path)} with different content")
             return uri_of(path)
-        write_bytes_atomic(path, data)
+        s3 = self._s3()
+        if s3 is not None and self.lock_mode:
+            client, bucket, _ = s3
+            until = dt.datetime.now(dt.UTC) + dt.timedelta(days=self.lock_days)
+            # Lock and data in one PUT: there is never an unprotected version.
+            client.put_object(
+                Bucket=bucket,
+                Key=path.path.partition("/")[2],
+                Body=data,
+                ObjectLockMode=self.lock_mode,
+                ObjectLockRetainUntilDate=until,
+                ChecksumAlgorithm="SHA256",
+            )
+            path.fs.invalidate_cache()
+        else:
+            write_bytes_atomic(path, data)
         return uri_of(path)
-
-    def uri(self, relative: str) -> str:
-        return uri_of(self.path(relative))
 
     def read(self, relative: str) -> bytes:
         return read_bytes(self.path(relative))

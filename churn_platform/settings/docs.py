@@ -15,6 +15,7 @@ END = "<!-- end of settings tables -->"
 
 TITLES = {
     "storage": "Storage (`CHURN_ENV` picks local disk, S3 or GCS)",
+    "backups": "Backup protection (S3)",
     "pipeline": "Pipeline calendar",
     "crm": "CRM",
     "mlflow": "MLflow",

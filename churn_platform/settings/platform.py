@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from churn_platform.settings.alerts import AlertSettings
 from churn_platform.settings.automation import AutomationSettings
+from churn_platform.settings.backups import BackupSettings
 from churn_platform.settings.crm import CRMSettings
 from churn_platform.settings.declare import read_section
 from churn_platform.settings.engine import EngineSettings
@@ -17,6 +18,7 @@ from churn_platform.settings.storage import StorageSettings
 # The sections in the order the README documents them.
 SECTIONS = {
     "storage": StorageSettings,
+    "backups": BackupSettings,
     "pipeline": PipelineSettings,
     "crm": CRMSettings,
     "mlflow": MLflowSettings,
@@ -30,6 +32,7 @@ SECTIONS = {
 @dataclass(frozen=True)
 class PlatformSettings:
     storage: StorageSettings
+    backups: BackupSettings
     pipeline: PipelineSettings
     crm: CRMSettings
     mlflow: MLflowSettings

@@ -88,6 +88,14 @@ def test_whole_graph_on_an_object_store_equals_the_local_run(
     backed_up = sorted(p.name for p in backups.rglob("*") if p.is_file())
     assert {"manifest.json", "MLmodel", "model.skops"} <= set(backed_up)
     assert backed_up.count("manifest.json") == 1
+    if store == "s3":  # every backup object was written under Object Lock
+        bucket, prefix = settings.storage.backup_root[len("s3://") :].split("/", 1)
+        client = request.getfixturevalue("s3_server").client()
+        objects = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]]
+        assert len(objects) == len(backed_up)
+        assert {client.head_object(Bucket=bucket, Key=k).get("ObjectLockMode") for k in objects} == {
+            "GOVERNANCE"
+        }
 
 
 def test_versioned_bucket_versions_are_recorded(s3_server, monkeypatch, tmp_path):

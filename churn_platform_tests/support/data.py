@@ -36,7 +36,7 @@ def s3_settings(
         {
             "CHURN_ENV": "s3",
             "CHURN_S3_BUCKET": s3_server.new_bucket(versioned=versioned),
-            "CHURN_S3_BACKUP_BUCKET": s3_server.new_bucket(versioned=True),
+            "CHURN_S3_BACKUP_BUCKET": s3_server.new_bucket(versioned=True, object_lock=True),
             "CHURN_S3_ENDPOINT_URL": s3_server.endpoint,
             "CHURN_START_DATE": START.isoformat(),
             "AWS_REGION": "us-east-1",

@@ -1,0 +1,42 @@
+"""How backups are protected in an object store: Object Lock retention, the archive tier, and the
+backup location's own credentials (the location itself is in the storage section)."""
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from churn_platform.settings.declare import setting
+
+LOCK_MODES = ("GOVERNANCE", "COMPLIANCE", "none")
+ARCHIVE_CLASSES = ("GLACIER", "DEEP_ARCHIVE")
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    lock_mode: str = setting(
+        "CHURN_BACKUP_LOCK_MODE",
+        "GOVERNANCE",
+        "s3: Object Lock mode of every backup object (`COMPLIANCE`: nobody, root included, can shorten "
+        "it; `none`: no lock, and no versioning required)",
+        choices=LOCK_MODES,
+    )
+    lock_days: int = setting(
+        "CHURN_BACKUP_LOCK_DAYS", 30, "s3: days each backup object is locked against deletion", minimum=1
+    )
+    archive_after_days: int = setting(
+        "CHURN_BACKUP_ARCHIVE_AFTER_DAYS",
+        90,
+        "s3: a lifecycle rule moves backups this old to the archive class (`0`: no rule)",
+        minimum=0,
+    )
+    archive_storage_class: str = setting(
+        "CHURN_BACKUP_ARCHIVE_CLASS",
+        "GLACIER",
+        "s3: `GLACIER` (Flexible Retrieval: 1-5 min expedited, 3-5 h standard) or `DEEP_ARCHIVE` (12 h)",
+        choices=ARCHIVE_CLASSES,
+    )
+
+    SECRETS: ClassVar[dict[str, str]] = {
+        "CHURN_BACKUP_AWS_ACCESS_KEY_ID": "s3: the backup bucket's own credentials (read through "
+        "`dagster.EnvVar`); without them backups use the warehouse's",
+        "CHURN_BACKUP_AWS_SECRET_ACCESS_KEY": "s3: as `CHURN_BACKUP_AWS_ACCESS_KEY_ID`",
+    }
