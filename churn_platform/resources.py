@@ -58,7 +58,7 @@ def build_backup_store(settings: PlatformSettings, connection: ObjectStoreConnec
     """The backup location, with its own S3 credentials when they are set, and Object Lock and the
     archive rule on S3 (unless CHURN_BACKUP_LOCK_MODE=none)."""
     storage, backups, secrets = settings.storage, settings.backups, settings.secrets_set
-    on_s3 = storage.env == "s3"
+    on_s3, warehouse = storage.env == "s3", connection
     if on_s3 and "CHURN_BACKUP_AWS_ACCESS_KEY_ID" in secrets:
         connection = ObjectStoreConnection(
             endpoint_url=storage.endpoint_url,
@@ -69,6 +69,7 @@ def build_backup_store(settings: PlatformSettings, connection: ObjectStoreConnec
     return BackupStore(
         base_path=storage.backup_root,
         connection=connection,
+        source_connection=warehouse,
         lock_mode=backups.lock_mode if on_s3 and backups.lock_mode != "none" else None,
         lock_days=backups.lock_days,
         archive_after_days=backups.archive_after_days if on_s3 else 0,

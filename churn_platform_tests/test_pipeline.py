@@ -7,10 +7,12 @@ import subprocess
 import dagster as dg
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 from upath import UPath
 
 from churn_platform.backups.catalog import list_snapshots, verify_snapshot
 from churn_platform.cli.demo import DemoPlan, run_demo
+from churn_platform.cli.main import main
 from churn_platform.definitions import build_definitions
 from churn_platform.orchestration import asset_keys as keys
 from churn_platform.storage.files import sha256_hex
@@ -185,6 +187,22 @@ def test_the_model_snapshot_is_listed_and_verifies(demo):
     [snapshot] = [s for s in list_snapshots(store) if s.kind == "model"]
     assert any(name.endswith("/MLmodel") for name in snapshot.objects)
     assert verify_snapshot(store, snapshot) == []
+    # The training data is in the snapshot too, byte for byte the files the manifest names.
+    manifest = json.loads(store.read(f"{snapshot.prefix}/manifest.json"))
+    for item in [manifest["training_set"], *manifest["inputs"]]:
+        assert store.read(f"{snapshot.prefix}/{item['backup']}") == UPath(item["uri"]).read_bytes()
+    training = sorted(n for n in snapshot.objects if n.startswith("training/"))
+    assert len(training) == 1 + len(manifest["inputs"]) > 10
+
+
+def test_rebuild_model_from_the_snapshot_reproduces_the_recorded_metrics(demo):
+    settings, defs, *_ = demo
+    [snapshot] = [s for s in list_snapshots(defs.resources["backup_store"]) if s.kind == "model"]
+    environ = {"CHURN_DATA_DIR": settings.storage.data_dir, "CHURN_START_DATE": START.isoformat()}
+    result = CliRunner().invoke(main, ["rebuild-model", snapshot.prefix], env=environ)
+    assert result.exit_code == 0, result.output
+    assert "every metric equals the recorded one" in result.output
+    assert "roc_auc" in result.output and "evaluation_churn_rate" in result.output
 
 
 def test_backup_manifest_names_the_training_data_the_model_read(demo):

@@ -78,7 +78,9 @@ def write_model_snapshot(
     training: dict,
     training_entry: dg.EventLogEntry,
 ) -> tuple[str, dict]:
-    """Copy the version's files, read them back, and write the manifest; returns its URI and content."""
+    """Copy the version's files (read back and checked against their digest) and the training data
+    behind them (checked against the hashes recorded at training), then write the manifest;
+    returns its URI and content."""
     prefix = snapshot_prefix(partition, artifact.version, artifact.sha256)
     stored = {}
     for relative in artifact.files:
@@ -95,6 +97,18 @@ def write_model_snapshot(
         {"run_id": training_entry.run_id},
         {relative: store.uri(f"{prefix}/model/{relative}") for relative in artifact.files},
     )
+    # The training data: the training-set file the model read and every file behind it.
+    for item in [manifest["training_set"], *manifest["inputs"]]:
+        data = store.read_source(item["uri"])
+        if sha256_hex(data) != item["sha256"]:
+            raise BackupRefused(
+                f"{item['uri']} changed since the model was trained (SHA-256 {sha256_hex(data)}, recorded "
+                f"{item['sha256']}): the model's training data can no longer be backed up as it was"
+            )
+        name = f"training/{item['asset']}/{item['partition']}.parquet"
+        store.write_once(f"{prefix}/{name}", data)
+        item["backup"] = name
+        stored[name] = data
     manifest["objects"] = object_entries(stored)
     return store.write_once(f"{prefix}/{MANIFEST}", manifest_bytes(manifest)), manifest
 

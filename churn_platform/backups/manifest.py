@@ -9,7 +9,16 @@ from typing import Any
 from churn_platform.orchestration import asset_keys as keys
 
 MANIFEST_FORMAT = "churn_platform.model_snapshot/v2"
-METRICS = ("roc_auc", "pr_auc", "brier", "log_loss", "positive_rate", "expected_saving_per_customer")
+METRICS = (
+    "roc_auc",
+    "pr_auc",
+    "brier",
+    "log_loss",
+    "positive_rate",
+    "fit_churn_rate",
+    "evaluation_churn_rate",
+    "expected_saving_per_customer",
+)
 
 
 def metadata_values(metadata: Mapping[str, Any]) -> dict[str, Any]:
@@ -47,6 +56,7 @@ def build_model_manifest(
             "files": dict(model["model_files"]),
             "backup_files": dict(backup_files),
             "metrics": {k: model[k] for k in METRICS if k in model},
+            "training_config": model.get("training_config"),
             "run_id": model_event["run_id"],
             "materialized_at": model_event["timestamp"],
         },

@@ -31,6 +31,9 @@ class BackupStore(dg.ConfigurableResource):
 
     base_path: str = Field(description="Local directory, s3://bucket/prefix or gs://bucket/prefix.")
     connection: ObjectStoreConnection | None = None
+    source_connection: ObjectStoreConnection | None = Field(
+        default=None, description="For reading what is backed up (the warehouse's connection)."
+    )
     lock_mode: str | None = Field(
         default=None,
         description="S3 Object Lock mode of every object (GOVERNANCE, COMPLIANCE); None: no lock.",
@@ -154,3 +157,7 @@ class BackupStore(dg.ConfigurableResource):
 
     def read(self, relative: str) -> bytes:
         return read_bytes(self.path(relative))
+
+    def read_source(self, uri: str) -> bytes:
+        """A file of the platform's own storage (warehouse), to be copied into a backup."""
+        return read_bytes(open_path(uri, self.source_connection))

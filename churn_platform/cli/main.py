@@ -293,3 +293,22 @@ def restore(snapshot: str, model_dir: str | None, force: bool) -> None:
     click.echo(f"restored {len(written)} files from {found.prefix} (all verified)")
     for folder, path in targets.items():
         click.echo(f"  {folder:17} -> {path}")
+
+
+@main.command("rebuild-model")
+@click.argument("snapshot")
+def rebuild_model(snapshot: str) -> None:
+    """Retrain the model of SNAPSHOT from the training data in the snapshot and check that its
+    metrics equal the recorded ones (exit 1 naming each that differs)."""
+    from churn_platform.backups.catalog import RestoreRefused
+    from churn_platform.cli.rebuild import rebuild_from_snapshot
+
+    try:
+        report = rebuild_from_snapshot(_backup_store(), snapshot)
+    except RestoreRefused as exc:
+        raise click.ClickException(str(exc)) from None
+    for name, value in report.rebuilt.items():
+        click.echo(f"  {name:22} recorded {report.recorded.get(name)!r:24} rebuilt {value!r}")
+    if report.mismatches:
+        raise click.ClickException("rebuilt model differs: " + "; ".join(report.mismatches))
+    click.echo(f"rebuilt {report.prefix}: every metric equals the recorded one")

@@ -224,6 +224,7 @@ def build_ml_assets(
                 "gate_inputs": to_json_metadata(gate),
                 "model_card": dg.MetadataValue.md(card),
                 "features": to_json_metadata(model.feature_columns),
+                "training_config": to_json_metadata(config.model_dump()),  # for rebuild-model
                 "training_set": to_json_metadata(source_files(training_set)),
             }
         )
