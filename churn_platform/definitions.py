@@ -21,19 +21,22 @@ from churn_platform.orchestration.jobs import ALL_JOBS
 from churn_platform.orchestration.partitions import PlatformPartitions, build_partitions
 from churn_platform.orchestration.schedules import build_schedules
 from churn_platform.resources import build_resources
-from churn_platform.settings import PlatformSettings, PromotionSettings, load_settings
+from churn_platform.settings import BackupSettings, PlatformSettings, PromotionSettings, load_settings
 
 
 def build_assets(
-    partitions: PlatformPartitions, promotion: PromotionSettings | None = None
+    partitions: PlatformPartitions,
+    promotion: PromotionSettings | None = None,
+    backups: BackupSettings | None = None,
 ) -> list[dg.AssetsDefinition]:
-    """Every stage's assets, in lineage order (``promotion``: the gate's business costs)."""
+    """Every stage's assets, in lineage order (``promotion``: the gate's business costs;
+    ``backups``: the restore drill's recovery objectives)."""
     return [
         *build_crm_assets(partitions),
         *build_log_assets(partitions),
         *build_feature_assets(partitions),
         *build_ml_assets(partitions, promotion),
-        *build_backup_assets(partitions),
+        *build_backup_assets(partitions, backups),
     ]
 
 
@@ -54,7 +57,7 @@ def build_definitions(settings: PlatformSettings) -> dg.Definitions:
     times come from the settings; the shape of the asset graph does not."""
     partitions = build_partitions(settings)
     return dg.Definitions(
-        assets=build_assets(partitions, settings.promotion),
+        assets=build_assets(partitions, settings.promotion, settings.backups),
         asset_checks=ML_CHECKS,
         jobs=ALL_JOBS,
         schedules=[

@@ -71,6 +71,11 @@ def test_every_asset_is_materialized_for_the_planned_partitions(demo):
         keys.CHURN_SCORES: 7,
         keys.FEATURE_DRIFT: 7,
     }
+    # Unpartitioned: the demo ends with one metadata backup and one restore drill that passed.
+    for key in (keys.PLATFORM_METADATA, keys.RESTORE_DRILL):
+        assert len(instance.fetch_materializations(key, limit=10).records) == 1, key
+    check = instance.event_log_storage.get_latest_asset_check_execution_by_key([keys.RECOVERY_OBJECTIVES])
+    assert check[keys.RECOVERY_OBJECTIVES].event.dagster_event.event_specific_data.passed
     counts = {k: len(instance.get_materialized_partitions(k)) for k in expected}
     assert counts == expected
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 
 from churn_platform.backups.catalog import MANIFEST, object_entries
+from churn_platform.backups.drill import run_restore_drill
 from churn_platform.backups.manifest import (
     build_model_manifest,
     manifest_bytes,
@@ -25,6 +26,7 @@ from churn_platform.backups.resources import BackupRefused, BackupStore
 from churn_platform.orchestration import asset_keys as keys
 from churn_platform.orchestration.partitions import PlatformPartitions
 from churn_platform.orchestration.retries import EXTERNAL_CALL_RETRY
+from churn_platform.settings import BackupSettings
 from churn_platform.storage.files import sha256_hex
 from churn_platform.storage.materializations import find_materialization, latest_materialization
 from churn_platform.storage.model_registry import MLflowTracking, ModelArtifact, files_digest
@@ -113,7 +115,14 @@ def write_model_snapshot(
     return store.write_once(f"{prefix}/{MANIFEST}", manifest_bytes(manifest)), manifest
 
 
-def build_backup_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefinition]:
+def build_backup_assets(
+    partitions: PlatformPartitions, settings: BackupSettings | None = None
+) -> list[dg.AssetsDefinition]:
+    """The backups stage's assets; ``settings``: the recovery objectives of the restore drill
+    (the declared defaults when not given)."""
+    settings = settings or BackupSettings()
+    rto_seconds, rpo_hours = settings.recovery_time_objective_seconds, settings.recovery_point_objective_hours
+
     @dg.asset(
         key=keys.MODEL_SNAPSHOT,
         group_name="backups",
@@ -203,4 +212,42 @@ def build_backup_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefinit
             }
         )
 
-    return [model_snapshot, platform_metadata]
+    @dg.asset(
+        key=keys.RESTORE_DRILL,
+        group_name="backups",
+        deps=[keys.PLATFORM_METADATA],
+        kinds={"sqlite", "mlflow"},
+        check_specs=[dg.AssetCheckSpec(keys.RECOVERY_OBJECTIVES.name, asset=keys.RESTORE_DRILL)],
+    )
+    def restore_drill(mlflow_tracking: MLflowTracking, backup_store: BackupStore) -> dg.MaterializeResult:
+        """Restores the newest metadata backup into a scratch directory (every object verified),
+        opens the restored Dagster instance and MLflow registry, checks the champion's files against
+        their recorded SHA-256 and verifies the newest model snapshot. Records the recovery time and
+        the recovery point; its check fails above the objectives or on any problem."""
+        report = run_restore_drill(backup_store, mlflow_tracking.model_name)
+        age = report.recovery_point_age_hours
+        failures = list(report.problems)
+        if report.recovery_time_seconds > rto_seconds:
+            failures.append(f"recovery took {report.recovery_time_seconds:.1f} s (objective {rto_seconds} s)")
+        if age is not None and age > rpo_hours:
+            failures.append(f"newest backup is {age:.1f} h old (objective {rpo_hours} h)")
+        metadata = {
+            "recovery_time_seconds": round(report.recovery_time_seconds, 3),
+            "recovery_point_age_hours": round(age, 3) if age is not None else -1.0,
+            "metadata_snapshot": report.metadata_snapshot or "none",
+            "model_snapshot": report.model_snapshot or "none",
+            "restored_files": report.restored_files,
+            "runs_restored": report.runs_restored,
+            "champion_version": report.champion_version or "none",
+        }
+        check = dg.AssetCheckResult(
+            check_name=keys.RECOVERY_OBJECTIVES.name,
+            passed=not failures,
+            description="; ".join(failures)
+            or f"restored in {report.recovery_time_seconds:.1f} s (objective {rto_seconds} s), "
+            f"newest backup {age or 0:.1f} h old (objective {rpo_hours} h)",
+            metadata={"problems": to_json_metadata(failures)},
+        )
+        return dg.MaterializeResult(metadata=metadata, check_results=[check])
+
+    return [model_snapshot, platform_metadata, restore_drill]

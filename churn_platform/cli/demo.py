@@ -67,13 +67,15 @@ def run_demo(
         ("labels_job", partition_range_tags(plan.first_day, plan.last_labelled_day), None),
         ("training_job", {}, plan.last_labelled_day),
         ("scoring_job", partition_range_tags(plan.scoring_from, plan.last_day), None),
+        ("metadata_backup_job", {}, None),  # the instance and MLflow store, then the restore drill
     ]
     timings = {}
     for job_name, tags, partition_key in steps:
         started = time.perf_counter()
-        what = (
-            partition_key
-            or f"{tags['dagster/asset_partition_range_start']}..{tags['dagster/asset_partition_range_end']}"
+        what = partition_key or (
+            f"{tags['dagster/asset_partition_range_start']}..{tags['dagster/asset_partition_range_end']}"
+            if tags
+            else "now"
         )
         log(f"  running {job_name} for {what} ...")
         run_config = promotion_gate_run_config(gate) if gate and job_name == "training_job" else None

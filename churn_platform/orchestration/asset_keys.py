@@ -14,6 +14,7 @@ CHURN_SCORES = dg.AssetKey(["ml", "churn_scores"])
 FEATURE_DRIFT = dg.AssetKey(["ml", "feature_drift"])
 MODEL_SNAPSHOT = dg.AssetKey(["backups", "model_snapshot"])
 PLATFORM_METADATA = dg.AssetKey(["backups", "platform_metadata"])
+RESTORE_DRILL = dg.AssetKey(["backups", "restore_drill"])
 
 ALL = (
     CRM_TICKETS,
@@ -28,8 +29,10 @@ ALL = (
     FEATURE_DRIFT,
     MODEL_SNAPSHOT,
     PLATFORM_METADATA,
+    RESTORE_DRILL,
 )
 
 # Asset checks, by the name they are registered under.
 PROMOTION_GATE = dg.AssetCheckKey(CHURN_MODEL, "promotion_gate")
 DRIFT_BELOW_THRESHOLD = dg.AssetCheckKey(FEATURE_DRIFT, "drift_below_threshold")
+RECOVERY_OBJECTIVES = dg.AssetCheckKey(RESTORE_DRILL, "recovery_objectives")

@@ -30,8 +30,9 @@ scoring_job = dg.define_asset_job(
 
 metadata_backup_job = dg.define_asset_job(
     "metadata_backup_job",
-    selection=dg.AssetSelection.assets(keys.PLATFORM_METADATA),
-    description="A consistent copy of the Dagster instance and the MLflow store in the backup store.",
+    selection=dg.AssetSelection.assets(keys.PLATFORM_METADATA, keys.RESTORE_DRILL),
+    description="A consistent copy of the Dagster instance and the MLflow store in the backup store, "
+    "then the restore drill on it.",
 )
 
 ALL_JOBS = [daily_ingestion_job, labels_job, training_job, scoring_job, metadata_backup_job]

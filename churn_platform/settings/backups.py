@@ -1,5 +1,6 @@
-"""How backups are protected in an object store: Object Lock retention, the archive tier, and the
-backup location's own credentials (the location itself is in the storage section)."""
+"""How backups are protected in an object store (Object Lock retention, the archive tier, the
+backup location's own credentials) and the recovery objectives the restore drill checks. The
+location itself is in the storage section."""
 
 from dataclasses import dataclass
 from typing import ClassVar
@@ -33,6 +34,20 @@ class BackupSettings:
         "GLACIER",
         "s3: `GLACIER` (Flexible Retrieval: 1-5 min expedited, 3-5 h standard) or `DEEP_ARCHIVE` (12 h)",
         choices=ARCHIVE_CLASSES,
+    )
+
+    recovery_time_objective_seconds: int = setting(
+        "CHURN_RECOVERY_TIME_OBJECTIVE_SECONDS",
+        900,
+        "the restore drill fails its check when verifying and restoring the newest backup takes longer",
+        minimum=1,
+    )
+    recovery_point_objective_hours: int = setting(
+        "CHURN_RECOVERY_POINT_OBJECTIVE_HOURS",
+        26,
+        "the restore drill fails its check when the newest restorable metadata backup is older "
+        "(daily backups plus slack)",
+        minimum=1,
     )
 
     SECRETS: ClassVar[dict[str, str]] = {

@@ -3,6 +3,7 @@ backed up while runs write, deleted, and restored from the backup store; a flipp
 by `verify` and refused by `restore`, naming the object; live files are never overwritten unless
 told to."""
 
+import datetime as dt
 import os
 import shutil
 import sqlite3
@@ -15,7 +16,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from churn_platform.backups.catalog import find_snapshot, read_verified, restore_snapshot
+from churn_platform.backups.catalog import find_snapshot, list_snapshots, read_verified, restore_snapshot
+from churn_platform.backups.drill import run_restore_drill
 from churn_platform.cli.main import main
 from churn_platform.definitions import build_definitions
 from churn_platform.ml.scoring import predict_with
@@ -54,6 +56,7 @@ def platform(tmp_path, monkeypatch):
     record = registry.log_training(
         model.pipeline, model.holdout.features, {}, model.metrics, {}, {"files": []}, {}, "restore test"
     )
+    registry.tag_version(record.version, {"model_sha256": registry.download_version(record.version).sha256})
     registry.promote(record.version, "test")
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -179,3 +182,42 @@ def test_a_backup_taken_while_runs_write_restores_to_an_instance_with_every_fini
             assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",), db
     with dg.DagsterInstance.from_config(str(target)) as restored:
         assert len(finished) >= 5 and finished <= {r.run_id for r in restored.get_runs()}
+
+
+def drill(defs, instance) -> tuple[dict, dg.AssetCheckEvaluation]:
+    result = defs.resolve_job_def("metadata_backup_job").execute_in_process(instance=instance)
+    assert result.success  # a failed check does not fail the run: it is the drill's verdict
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == keys.RESTORE_DRILL]
+    [check] = result.get_asset_check_evaluations()
+    return event.materialization.metadata, check
+
+
+def test_the_restore_drill_restores_the_newest_backup_and_measures_recovery(platform):
+    _, defs, instance, *_ = platform
+    metadata, check = drill(defs, instance)
+    assert check.asset_check_key == keys.RECOVERY_OBJECTIVES and check.passed, check.description
+    assert metadata["champion_version"].value == "1"
+    assert metadata["runs_restored"].value >= 2  # the fixture's runs, restored and opened
+    assert 0 < metadata["recovery_time_seconds"].value < 900
+    assert 0 <= metadata["recovery_point_age_hours"].value < 0.1  # taken moments ago, in the same job
+    assert metadata["metadata_snapshot"].value.startswith("metadata/")
+
+
+def test_the_restore_drill_fails_its_check_on_a_damaged_backup_naming_the_object(platform):
+    _, defs, instance, *_ = platform
+    drill(defs, instance)
+    store = defs.resources["backup_store"]
+    snapshot = list_snapshots(store)[-1]
+    victim = next(n for n in snapshot.objects if n.endswith("model.skops"))
+    path = Path(store.uri(f"{snapshot.prefix}/{victim}"))
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+    report = run_restore_drill(store, "churn_model")  # the damaged snapshot is the newest
+    assert report.metadata_snapshot == snapshot.prefix
+    assert any(victim in p and "does not match" in p for p in report.problems), report.problems
+    assert report.champion_version is None  # nothing was restored to look at
+
+    later = dt.datetime.fromisoformat(snapshot.created) + dt.timedelta(hours=30)
+    assert run_restore_drill(store, "churn_model", now=later).recovery_point_age_hours == pytest.approx(30)
