@@ -164,7 +164,7 @@ def tick_cost(objects_per_day: int, days_list: list[int], lookback: int) -> list
         env = {
             "CHURN_ENV": "s3",
             "CHURN_S3_BUCKET": bucket,
-            "CHURN_S3_BACKUP_BUCKET": server.new_bucket(),
+            "CHURN_S3_BACKUP_BUCKET": server.new_bucket(versioned=True, object_lock=True),
             "CHURN_S3_ENDPOINT_URL": server.endpoint,
             "AWS_REGION": "us-east-1",
         }

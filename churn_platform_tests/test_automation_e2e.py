@@ -90,7 +90,7 @@ def _deployment(s3_server, tmp_path_factory):
         **S3_TEST_ENV,
         "CHURN_ENV": "s3",
         "CHURN_S3_BUCKET": s3_server.new_bucket(),
-        "CHURN_S3_BACKUP_BUCKET": s3_server.new_bucket(versioned=True),
+        "CHURN_S3_BACKUP_BUCKET": s3_server.new_bucket(versioned=True, object_lock=True),
         "CHURN_S3_ENDPOINT_URL": s3_server.endpoint,
         "CHURN_START_DATE": FIRST.isoformat(),
         "CHURN_MLFLOW_DIR": str(root / "mlflow"),
