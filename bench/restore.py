@@ -46,7 +46,9 @@ from churn_platform_tests.support import servers
 START = dt.date(2026, 1, 1)
 
 
-def build_state(root: Path, days: int, customers: int) -> tuple[object, object, dict[str, float]]:
+def build_state(
+    root: Path, days: int, customers: int, gate: dict | None
+) -> tuple[object, object, dict[str, float]]:
     environ = {
         "CHURN_DATA_DIR": str(root / "data"),
         "CHURN_BACKUP_DIR": str(root / "backups"),
@@ -61,7 +63,7 @@ def build_state(root: Path, days: int, customers: int) -> tuple[object, object, 
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        timings = run_demo(defs, instance, DemoPlan.for_days(START, days), log=lambda *_: None)
+        timings = run_demo(defs, instance, DemoPlan.for_days(START, days), log=lambda *_: None, gate=gate)
     return defs, settings, timings
 
 
@@ -138,7 +140,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-restore-") as tmp:
         root = Path(tmp)
-        build_seconds, (defs, settings, timings) = timed(lambda: build_state(root, days, customers))
+        build_seconds, (defs, settings, timings) = timed(
+            # A smoke-size model is weak: let it through the gate so that there is a model snapshot.
+            lambda: build_state(
+                root, days, customers, {"min_roc_auc": 0.5, "min_pr_auc_lift": 1.0} if args.smoke else None
+            )
+        )
         local = defs.resources["backup_store"]
         snapshots = {s.kind: s for s in list_snapshots(local)}
         assert set(snapshots) == {"model", "metadata"}, snapshots
