@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from churn_platform.backups.catalog import MANIFEST, object_entries
+from churn_platform.backups.catalog import MANIFEST, list_snapshots, object_entries, snapshots_to_expire
 from churn_platform.backups.drill import run_restore_drill
 from churn_platform.backups.manifest import (
     build_model_manifest,
@@ -122,6 +122,7 @@ def build_backup_assets(
     (the declared defaults when not given)."""
     settings = settings or BackupSettings()
     rto_seconds, rpo_hours = settings.recovery_time_objective_seconds, settings.recovery_point_objective_hours
+    keep_daily, keep_weekly = settings.keep_daily, settings.keep_weekly
 
     @dg.asset(
         key=keys.MODEL_SNAPSHOT,
@@ -202,9 +203,14 @@ def build_backup_assets(
                 "objects": object_entries(objects),
             }
             manifest_uri = backup_store.write_once(f"{prefix}/{MANIFEST}", manifest_bytes(manifest))
+        expired = snapshots_to_expire(list_snapshots(backup_store), keep_daily, keep_weekly, created)
+        for old in expired:
+            backup_store.remove_snapshot(old.prefix)
+            context.log.info(f"expired metadata backup {old.prefix} (created {old.created})")
         return dg.MaterializeResult(
             metadata={
                 "snapshot": prefix,
+                "expired": to_json_metadata([old.prefix for old in expired]),
                 "manifest": dg.MetadataValue.path(manifest_uri),
                 "objects": len(objects),
                 "bytes": sum(len(d) for d in objects.values()),

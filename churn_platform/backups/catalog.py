@@ -7,6 +7,7 @@ every object before it writes anything, and refuses to overwrite files unless to
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -121,3 +122,30 @@ def restore_snapshot(
         path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(UPath(path), data)
     return [path for path, _ in plan]
+
+
+def snapshots_to_expire(
+    snapshots: list[Snapshot], keep_daily: int, keep_weekly: int, now: dt.datetime
+) -> list[Snapshot]:
+    """Metadata snapshots outside the retention: kept are the newest of each of the last
+    ``keep_daily`` days and of each of the last ``keep_weekly`` ISO weeks (UTC), and always the
+    newest of all. Model snapshots are never expired (a version that served stays restorable)."""
+    metadata = sorted((s for s in snapshots if s.kind == "metadata"), key=lambda s: s.created)
+    if not metadata:
+        return []
+    keep = {metadata[-1].prefix}
+    newest_of_day: dict[dt.date, Snapshot] = {}
+    newest_of_week: dict[tuple[int, int], Snapshot] = {}
+    for snapshot in metadata:  # oldest first: later ones replace earlier ones
+        created = dt.datetime.fromisoformat(snapshot.created)
+        newest_of_day[created.date()] = snapshot
+        newest_of_week[created.isocalendar()[:2]] = snapshot
+    today = now.date()
+    keep |= {s.prefix for day, s in newest_of_day.items() if (today - day).days < keep_daily}
+    this_week = dt.date.fromisocalendar(*today.isocalendar()[:2], 1)
+    keep |= {
+        s.prefix
+        for (year, week), s in newest_of_week.items()
+        if (this_week - dt.date.fromisocalendar(year, week, 1)).days // 7 < keep_weekly
+    }
+    return [s for s in metadata if s.prefix not in keep]

@@ -158,6 +158,12 @@ class BackupStore(dg.ConfigurableResource):
     def read(self, relative: str) -> bytes:
         return read_bytes(self.path(relative))
 
+    def remove_snapshot(self, prefix: str) -> None:
+        """Delete a snapshot folder (on a versioned bucket: delete markers; locked versions stay
+        until their retention ends)."""
+        root = self.path(prefix)
+        root.fs.rm(root.path, recursive=True)
+
     def read_source(self, uri: str) -> bytes:
         """A file of the platform's own storage (warehouse), to be copied into a backup."""
         return read_bytes(open_path(uri, self.source_connection))

@@ -36,6 +36,18 @@ class BackupSettings:
         choices=ARCHIVE_CLASSES,
     )
 
+    keep_daily: int = setting(
+        "CHURN_BACKUP_KEEP_DAILY",
+        7,
+        "metadata backups: keep the newest of each of the last N days (model snapshots are never expired)",
+        minimum=1,
+    )
+    keep_weekly: int = setting(
+        "CHURN_BACKUP_KEEP_WEEKLY",
+        8,
+        "metadata backups: and the newest of each of the last M weeks",
+        minimum=0,
+    )
     recovery_time_objective_seconds: int = setting(
         "CHURN_RECOVERY_TIME_OBJECTIVE_SECONDS",
         900,

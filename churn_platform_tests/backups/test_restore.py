@@ -4,6 +4,7 @@ by `verify` and refused by `restore`, naming the object; live files are never ov
 told to."""
 
 import datetime as dt
+import json
 import os
 import shutil
 import sqlite3
@@ -221,3 +222,20 @@ def test_the_restore_drill_fails_its_check_on_a_damaged_backup_naming_the_object
 
     later = dt.datetime.fromisoformat(snapshot.created) + dt.timedelta(hours=30)
     assert run_restore_drill(store, "churn_model", now=later).recovery_point_age_hours == pytest.approx(30)
+
+
+def test_a_metadata_backup_expires_old_ones_beyond_the_retention(platform):
+    _, defs, instance, *_ = platform
+    store = defs.resources["backup_store"]
+    now = dt.datetime.now(dt.UTC)
+    for days_ago in (400, 3, 2):  # beyond the 8 weeks; two days inside the 7-day window (both stay)
+        created = now - dt.timedelta(days=days_ago)
+        prefix = f"metadata/old-{days_ago}"
+        store.write_once(f"{prefix}/dagster/x.db", b"old")
+        manifest = {"kind": "metadata", "created": created.isoformat(), "objects": {}}
+        store.write_once(f"{prefix}/manifest.json", json.dumps(manifest).encode())
+    metadata = back_up(defs, instance)
+    assert metadata["expired"].value == ["metadata/old-400"]
+    remaining = {s.prefix for s in list_snapshots(store)}
+    assert {"metadata/old-3", "metadata/old-2", metadata["snapshot"].value} == remaining
+    assert not Path(store.uri("metadata/old-400")).exists()
