@@ -24,7 +24,8 @@ from churn_platform.definitions import build_definitions
 from churn_platform.ml.scoring import predict_with
 from churn_platform.ml.training import train_churn_model
 from churn_platform.orchestration import asset_keys as keys
-from churn_platform_tests.support.data import settings_for, synthetic_table
+from churn_platform.settings import load_settings
+from churn_platform_tests.support.data import S3_TEST_ENV, synthetic_table
 
 pytestmark = pytest.mark.slow
 
@@ -44,11 +45,22 @@ def environment(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def platform(tmp_path, monkeypatch):
-    """A Dagster instance with runs, and an MLflow store with a champion, on local disk."""
-    for name, value in environment(tmp_path).items():
+def platform(request, tmp_path, monkeypatch):
+    """A Dagster instance with runs, and an MLflow store with a champion; backups on local disk,
+    or (``indirect`` param ``s3``) in a versioned, Object Lock bucket on moto's S3 server."""
+    environ = environment(tmp_path)
+    if getattr(request, "param", "local") == "s3":
+        s3 = request.getfixturevalue("s3_server")
+        environ |= S3_TEST_ENV | {
+            "CHURN_ENV": "s3",
+            "CHURN_S3_BUCKET": s3.new_bucket(),
+            "CHURN_S3_BACKUP_BUCKET": s3.new_bucket(versioned=True, object_lock=True),
+            "CHURN_S3_ENDPOINT_URL": s3.endpoint,
+            "CHURN_MLFLOW_DIR": str(tmp_path / "data" / "mlflow"),
+        }
+    for name, value in environ.items():
         monkeypatch.setenv(name, value)
-    settings = settings_for(str(tmp_path / "data"), CHURN_BACKUP_DIR=str(tmp_path / "backups"))
+    settings = load_settings()
     defs = build_definitions(settings)
     registry = defs.resources["mlflow_tracking"]
     model = train_churn_model(
@@ -82,6 +94,7 @@ def cli(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+@pytest.mark.parametrize("platform", ["local", "s3"], indirect=True)
 def test_instance_and_mlflow_store_restore_after_they_are_deleted(platform, tmp_path):
     settings, defs, instance, registry, model = platform
     runs_before = {r.run_id for r in instance.get_runs()}
@@ -103,14 +116,21 @@ def test_instance_and_mlflow_store_restore_after_they_are_deleted(platform, tmp_
 
     code, out = cli("restore", prefix)
     assert code == 0, out
+    store_kind = "s3://" if settings.storage.env == "s3" else "/"
+    assert defs.resources["backup_store"].base_path.startswith(store_kind)
     # Byte for byte what the backup holds (verified against the manifest before writing).
     snapshot = find_snapshot(defs.resources["backup_store"], prefix)
     contents, problems = read_verified(defs.resources["backup_store"], snapshot)
     assert not problems
+    restored_to = {
+        "dagster": home,
+        "mlflow/db": mlflow_dir,
+        "mlflow/artifacts": Path(settings.mlflow.artifact_location),
+    }
     for name, data in contents.items():
-        folder, _, rest = name.partition("/")
-        if folder == "dagster":
-            assert (home / rest).read_bytes() == data, name
+        folder = next(f for f in restored_to if name.startswith(f + "/"))
+        assert (restored_to[folder] / name[len(folder) + 1 :]).read_bytes() == data, name
+    assert snapshot.objects.keys() == contents.keys() and len(contents) >= 4
     with dg.DagsterInstance.from_config(str(home)) as restored:
         assert {r.run_id for r in restored.get_runs()} >= runs_before
         assert restored.get_materialized_partitions(busy_table.key) == {"2026-01-02", "2026-01-03"}
