@@ -6,7 +6,11 @@ level ``defs`` (what `dagster dev`, `dg` and the code server load) reads the env
 
 import dagster as dg
 
-from churn_platform.alerts.sensors import build_failure_alert_sensor, build_retraining_notice_sensor
+from churn_platform.alerts.sensors import (
+    build_alert_outbox_sensor,
+    build_failure_alert_sensor,
+    build_retraining_notice_sensor,
+)
 from churn_platform.backups.assets import build_backup_assets
 from churn_platform.backups.automation import build_metadata_backup_schedule, build_metadata_backup_sensor
 from churn_platform.crm.assets import build_crm_assets
@@ -47,6 +51,7 @@ def build_sensors(settings: PlatformSettings, partitions: PlatformPartitions) ->
         build_automation_sensor(automation.automation_interval_seconds, automation.running),
         build_drift_retraining_sensor(automation),
         build_failure_alert_sensor(settings.alerts, automation.running),
+        build_alert_outbox_sensor(settings.alerts, automation.running),
         build_retraining_notice_sensor(settings.alerts, automation.running),
         build_metadata_backup_sensor(automation),
     ]

@@ -36,6 +36,7 @@ def test_sensors_and_schedules_are_registered_and_stopped_by_default():
         "churn_automation",
         "drift_retraining",
         "run_failure_alert",
+        "alert_outbox",
         "retraining_notice",
         "metadata_backup_after_training",
     }

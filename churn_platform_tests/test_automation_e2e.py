@@ -148,6 +148,7 @@ def test_sensors_and_schedules_are_running_in_the_deployment(deployment):
         "churn_automation": "RUNNING",
         "drift_retraining": "RUNNING",
         "run_failure_alert": "RUNNING",
+        "alert_outbox": "RUNNING",
         "retraining_notice": "RUNNING",
         "metadata_backup_after_training": "RUNNING",
     }

@@ -1,15 +1,49 @@
-"""run_failure_alert: every failed run of the code location reaches Slack, the CRM, or the log.
+"""run_failure_alert: every failed run of the code location reaches Slack, the CRM, or the log,
+through the durable outbox (``outbox.py``); alert_outbox retries what was not delivered.
 retraining_notice: a retraining run that drift started says why, on Slack and in the log."""
+
+from collections.abc import Callable
+from typing import Any
 
 import dagster as dg
 
 from churn_platform.alerts.messages import crm_ticket, describe_failure, retraining_notice, slack_message
+from churn_platform.alerts.outbox import OUTBOX_FILE, AlertOutbox, DeliveryReport
 from churn_platform.alerts.resources import SlackWebhook
 from churn_platform.crm.resources import CRMResource
 from churn_platform.orchestration.automation import default_status
 from churn_platform.orchestration.jobs import training_job
 from churn_platform.orchestration.run_tags import DRIFT_TRIGGER, TRIGGER_REASON_TAG, TRIGGER_TAG
 from churn_platform.settings import AlertSettings
+
+DESTINATIONS = {"slack": "Slack", "crm": "CRM"}
+
+
+def outbox_for(instance: dg.DagsterInstance, settings: AlertSettings) -> AlertOutbox:
+    return AlertOutbox(
+        f"{instance.root_directory}/{OUTBOX_FILE}",
+        retry_seconds=settings.retry_seconds,
+        max_age_seconds=settings.max_age_hours * 3600,
+    )
+
+
+def senders(slack: SlackWebhook, crm: CRMResource, log: Any) -> dict[str, Callable[[Any], None]]:
+    def to_crm(payload: list) -> None:
+        subject, body, tags = payload
+        ticket_id = crm.create_ticket(subject, body, tags=tags)
+        log.info(f"opened CRM ticket {ticket_id}: {subject}")
+
+    return {"slack": lambda payload: slack.post(*payload), "crm": to_crm}
+
+
+def raise_if_failed(report: DeliveryReport, alert_id: str | None = None) -> None:
+    """A failed delivery fails the tick (visible in the UI); the outbox keeps it for the next."""
+    if not report.failed:
+        return
+    mine = [f for f in report.failed if f[0] == alert_id] or report.failed
+    details = "; ".join(f"{DESTINATIONS.get(d, d)}: {error}" for _, d, error in mine)
+    what = f"alert for run {alert_id}" if alert_id else f"{len(report.failed)} alert deliveries"
+    raise RuntimeError(f"{what} not delivered: {details} (kept in the outbox, retried with backoff)")
 
 
 def build_failure_alert_sensor(settings: AlertSettings, running: bool) -> dg.SensorDefinition:
@@ -18,7 +52,8 @@ def build_failure_alert_sensor(settings: AlertSettings, running: bool) -> dg.Sen
     @dg.run_failure_sensor(
         name="run_failure_alert",
         default_status=default_status(running),
-        description="Posts each failed run (id, assets, partition, error, UI link) to Slack and opens a CRM ticket.",
+        description="Posts each failed run (id, assets, partition, error, UI link) to Slack and opens a "
+        "CRM ticket, through the durable alert outbox.",
     )
     def run_failure_alert(context: dg.RunFailureSensorContext, slack: SlackWebhook, crm: CRMResource) -> None:
         alert = describe_failure(
@@ -28,24 +63,39 @@ def build_failure_alert_sensor(settings: AlertSettings, running: bool) -> dg.Sen
             ui_url,
         )
         context.log.error(f"{alert.title}\n{alert.error}\n{alert.run_url}")
-        problems = []
+        payloads: dict[str, Any] = {}
         if slack.enabled:
-            try:
-                slack.post(*slack_message(alert))
-            except Exception as exc:
-                problems.append(f"Slack: {exc}")
+            payloads["slack"] = list(slack_message(alert))
         if open_crm_tickets:
-            try:
-                subject, body, tags = crm_ticket(alert)
-                ticket_id = crm.create_ticket(subject, body, tags=tags)
-                context.log.info(f"opened CRM ticket {ticket_id} for run {alert.run_id}")
-            except Exception as exc:
-                problems.append(f"CRM: {exc}")
-        if problems:
-            # A failed tick is visible in the UI and the daemon retries it on the next tick.
-            raise RuntimeError(f"alert for run {alert.run_id} not delivered: " + "; ".join(problems))
+            payloads["crm"] = list(crm_ticket(alert))
+        outbox = outbox_for(context.instance, settings)
+        outbox.enqueue(alert.run_id, payloads)  # stored before any attempt: never lost
+        raise_if_failed(outbox.deliver_due(senders(slack, crm, context.log)), alert.run_id)
 
     return run_failure_alert
+
+
+def build_alert_outbox_sensor(settings: AlertSettings, running: bool) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="alert_outbox",
+        minimum_interval_seconds=max(1, min(settings.retry_seconds, 60)),
+        default_status=default_status(running),
+        description="Retries alert deliveries that failed (backoff from CHURN_ALERT_RETRY_SECONDS, "
+        "given up after CHURN_ALERT_MAX_AGE_HOURS); never repeats one that succeeded.",
+    )
+    def alert_outbox(
+        context: dg.SensorEvaluationContext, slack: SlackWebhook, crm: CRMResource
+    ) -> dg.SkipReason:
+        outbox = outbox_for(context.instance, settings)
+        report = outbox.deliver_due(senders(slack, crm, context.log))
+        for alert_id, destination, why in report.abandoned:
+            context.log.error(
+                f"alert {alert_id} to {DESTINATIONS.get(destination, destination)} given up: {why}"
+            )
+        raise_if_failed(report)
+        return dg.SkipReason(f"delivered {len(report.delivered)}; pending {len(outbox.pending())}")
+
+    return alert_outbox
 
 
 def build_retraining_notice_sensor(settings: AlertSettings, running: bool) -> dg.SensorDefinition:

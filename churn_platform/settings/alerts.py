@@ -16,6 +16,18 @@ class AlertSettings:
     crm_tickets: bool = setting(
         "CHURN_ALERT_CRM_TICKETS", False, "`1`: also open a CRM ticket for each failed run"
     )
+    retry_seconds: int = setting(
+        "CHURN_ALERT_RETRY_SECONDS",
+        30,
+        "first wait before a failed alert delivery is tried again (doubling each time, up to 256x)",
+        minimum=1,
+    )
+    max_age_hours: int = setting(
+        "CHURN_ALERT_MAX_AGE_HOURS",
+        24,
+        "an alert not delivered after this long is given up (logged)",
+        minimum=1,
+    )
 
     SECRETS: ClassVar[dict[str, str]] = {
         "SLACK_WEBHOOK_URL": "Slack incoming webhook, read through `dagster.EnvVar`; unset: alerts are only logged",
