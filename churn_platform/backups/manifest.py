@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -45,7 +46,7 @@ def build_model_manifest(
     return {
         "format": MANIFEST_FORMAT,
         "kind": "model",
-        "created": model_event["timestamp"],
+        "created": dt.datetime.fromtimestamp(model_event["timestamp"], dt.UTC).isoformat(),
         "asset": keys.CHURN_MODEL.to_user_string(),
         "partition": partition,
         "model": {

@@ -116,7 +116,12 @@ def summarize(instance: dg.DagsterInstance, defs: dg.Definitions, settings: Plat
                     for r in records
                 }.values()
             )
-        lines.append(f"  {key.to_user_string():34s} {len(partitions):4d} partitions  {rows:>10,d} rows")
+        count = (
+            f"{len(partitions):4d} partitions"
+            if partitions or not records
+            else f"{len(records):4d} runs      "
+        )
+        lines.append(f"  {key.to_user_string():34s} {count}  {rows:>10,d} rows")
     model = instance.get_latest_materialization_event(keys.CHURN_MODEL)
     if model is not None:
         meta = model.asset_materialization.metadata
@@ -135,6 +140,21 @@ def summarize(instance: dg.DagsterInstance, defs: dg.Definitions, settings: Plat
             lines.append(
                 f"  promotion gate: {'passed' if evaluation.passed else 'failed'} - {evaluation.description}"
             )
+    drill = instance.get_latest_materialization_event(keys.RESTORE_DRILL)
+    if drill is not None:
+        meta = drill.asset_materialization.metadata
+        checks = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [keys.RECOVERY_OBJECTIVES]
+        )
+        record = checks.get(keys.RECOVERY_OBJECTIVES)
+        evaluation = record.event.dagster_event.event_specific_data if record and record.event else None
+        lines += [
+            "",
+            f"Backups: {meta['metadata_snapshot'].value} and {meta['model_snapshot'].value}",
+            f"  restore drill: {'passed' if evaluation and evaluation.passed else 'FAILED'} - "
+            + (evaluation.description if evaluation else "no check result"),
+            "  list, verify, restore:  churn-platform backups list | backups verify | restore <snapshot>",
+        ]
     lines += [
         "",
         "Outputs:",
