@@ -55,10 +55,11 @@ def build_crm(settings: PlatformSettings, connection: ObjectStoreConnection | No
 
 
 def build_backup_store(settings: PlatformSettings, connection: ObjectStoreConnection | None) -> BackupStore:
-    """The backup location, with its own S3 credentials when they are set, and Object Lock and the
-    archive rule on S3 (unless CHURN_BACKUP_LOCK_MODE=none)."""
+    """The backup location, with its own S3 credentials when they are set, and its protection on
+    S3 and GCS (unless CHURN_BACKUP_LOCK_MODE=none): Object Lock or a retention policy, and an
+    archive rule."""
     storage, backups, secrets = settings.storage, settings.backups, settings.secrets_set
-    on_s3, warehouse = storage.env == "s3", connection
+    on_s3, remote, warehouse = storage.env == "s3", storage.env in ("s3", "gcs"), connection
     if on_s3 and "CHURN_BACKUP_AWS_ACCESS_KEY_ID" in secrets:
         connection = ObjectStoreConnection(
             endpoint_url=storage.endpoint_url,
@@ -70,9 +71,9 @@ def build_backup_store(settings: PlatformSettings, connection: ObjectStoreConnec
         base_path=storage.backup_root,
         connection=connection,
         source_connection=warehouse,
-        lock_mode=backups.lock_mode if on_s3 and backups.lock_mode != "none" else None,
+        lock_mode=backups.lock_mode if remote and backups.lock_mode != "none" else None,
         lock_days=backups.lock_days,
-        archive_after_days=backups.archive_after_days if on_s3 else 0,
+        archive_after_days=backups.archive_after_days if remote else 0,
         archive_storage_class=backups.archive_storage_class,
     )
 

@@ -1,5 +1,6 @@
-"""The backup location: separate from the platform's storage, written once per object, and on S3
-protected by Object Lock retention and an archive lifecycle rule that the platform sets and checks."""
+"""The backup location: separate from the platform's storage, written once per object, and
+protected by rules the platform sets and reads back: on S3 Object Lock retention per object and an
+archive lifecycle rule; on GCS a bucket retention policy and an Archive-class lifecycle rule."""
 
 import datetime as dt
 from typing import Any
@@ -58,9 +59,73 @@ class BackupStore(dg.ConfigurableResource):
         bucket, _, prefix = root.path.partition("/")
         return self.connection.s3_client(), bucket, prefix.strip("/")
 
+    def _gcs(self) -> tuple[Any, str, str] | None:
+        """(gcsfs filesystem, bucket, key prefix) when the store is on GCS."""
+        root = open_path(self.base_path, self.connection)
+        if protocol_of(root) not in ("gs", "gcs"):
+            return None
+        bucket, _, prefix = root.path.partition("/")
+        return root.fs, bucket, prefix.strip("/")
+
+    def _gcs_protection(self) -> dict[str, Any]:
+        fs, bucket, _ = self._gcs()
+        meta = fs.call("GET", "b/{}", bucket, json_out=True)
+        policy = meta.get("retentionPolicy") or {}
+        rules = (meta.get("lifecycle") or {}).get("rule", [])
+        archive = next((r for r in rules if r.get("action", {}).get("storageClass") == "ARCHIVE"), None)
+        return {
+            "store": "gcs",
+            "bucket": bucket,
+            "retention_seconds": int(policy.get("retentionPeriod", 0)),
+            "retention_locked": bool(policy.get("isLocked")),
+            "archive_rule": {"Days": archive["condition"].get("age"), "StorageClass": "ARCHIVE"}
+            if archive
+            else None,
+        }
+
+    def _ensure_gcs_protected(self) -> dict[str, Any]:
+        """A bucket retention policy at least ``lock_days`` long (every object, not only backups:
+        hence a separate bucket) and an Archive-class lifecycle rule on the backup prefix."""
+        fs, bucket, prefix = self._gcs()
+        state = self._gcs_protection()
+        wanted_seconds = self.lock_days * 86_400
+        patch: dict[str, Any] = {}
+        if state["retention_seconds"] < wanted_seconds:
+            if state["retention_locked"]:
+                raise BackupRefused(
+                    f"backup bucket {bucket} has a locked retention policy of {state['retention_seconds']} s, "
+                    f"shorter than CHURN_BACKUP_LOCK_DAYS={self.lock_days}; it can only be lengthened in GCS"
+                )
+            patch["retentionPolicy"] = {"retentionPeriod": str(wanted_seconds)}
+        if self.archive_after_days and state["archive_rule"] != {
+            "Days": self.archive_after_days,
+            "StorageClass": "ARCHIVE",
+        }:
+            meta = fs.call("GET", "b/{}", bucket, json_out=True)
+            rules = [
+                r
+                for r in (meta.get("lifecycle") or {}).get("rule", [])
+                if r.get("action", {}).get("storageClass") != "ARCHIVE"
+            ]
+            condition = {"age": self.archive_after_days, "matchesPrefix": [f"{prefix}/" if prefix else ""]}
+            rules.append(
+                {"action": {"type": "SetStorageClass", "storageClass": "ARCHIVE"}, "condition": condition}
+            )
+            patch["lifecycle"] = {"rule": rules}
+        if patch:
+            fs.call("PATCH", "b/{}", bucket, json=patch, json_out=True)
+            state = self._gcs_protection()
+            if state["retention_seconds"] < wanted_seconds:
+                raise BackupRefused(
+                    f"the retention policy of {bucket} reads back as {state['retention_seconds']} s"
+                )
+        return state
+
     # -- protection ----------------------------------------------------------------------------------
     def protection(self) -> dict[str, Any]:
         """What protects the backups, read back from the bucket (local disk: nothing)."""
+        if self._gcs() is not None:
+            return self._gcs_protection()
         s3 = self._s3()
         if s3 is None:
             return {"store": protocol_of(open_path(self.base_path)) or "local", "object_lock": None}
@@ -88,6 +153,8 @@ class BackupStore(dg.ConfigurableResource):
     def ensure_protected(self) -> dict[str, Any]:
         """Refuse to back up into an S3 bucket that does not keep versions or lacks Object Lock (when
         a lock mode is configured), and set the archive lifecycle rule; returns what was read back."""
+        if self._gcs() is not None and self.lock_mode:
+            return self._ensure_gcs_protected()
         s3 = self._s3()
         if s3 is None or not self.lock_mode:
             return self.protection()

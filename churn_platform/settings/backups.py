@@ -1,4 +1,4 @@
-"""How backups are protected in an object store (Object Lock retention, the archive tier, the
+"""How backups are protected in an object store (Object Lock or retention policy, the archive tier, the
 backup location's own credentials) and the recovery objectives the restore drill checks. The
 location itself is in the storage section."""
 
@@ -17,22 +17,26 @@ class BackupSettings:
         "CHURN_BACKUP_LOCK_MODE",
         "GOVERNANCE",
         "s3: Object Lock mode of every backup object (`COMPLIANCE`: nobody, root included, can shorten "
-        "it; `none`: no lock, and no versioning required)",
+        "it); gcs: any mode sets a bucket retention policy; `none`: no protection is set or required",
         choices=LOCK_MODES,
     )
     lock_days: int = setting(
-        "CHURN_BACKUP_LOCK_DAYS", 30, "s3: days each backup object is locked against deletion", minimum=1
+        "CHURN_BACKUP_LOCK_DAYS",
+        30,
+        "s3: days each backup object is locked against deletion; gcs: the bucket's retention period",
+        minimum=1,
     )
     archive_after_days: int = setting(
         "CHURN_BACKUP_ARCHIVE_AFTER_DAYS",
         90,
-        "s3: a lifecycle rule moves backups this old to the archive class (`0`: no rule)",
+        "s3, gcs: a lifecycle rule moves backups this old to the archive class (`0`: no rule)",
         minimum=0,
     )
     archive_storage_class: str = setting(
         "CHURN_BACKUP_ARCHIVE_CLASS",
         "GLACIER",
-        "s3: `GLACIER` (Flexible Retrieval: 1-5 min expedited, 3-5 h standard) or `DEEP_ARCHIVE` (12 h)",
+        "s3: `GLACIER` (Flexible Retrieval: 1-5 min expedited, 3-5 h standard) or `DEEP_ARCHIVE` (12 h); "
+        "gcs: always Archive",
         choices=ARCHIVE_CLASSES,
     )
 

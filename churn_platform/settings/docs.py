@@ -15,7 +15,7 @@ END = "<!-- end of settings tables -->"
 
 TITLES = {
     "storage": "Storage (`CHURN_ENV` picks local disk, S3 or GCS)",
-    "backups": "Backups (protection on S3, recovery objectives)",
+    "backups": "Backups (protection on S3 and GCS, retention, recovery objectives)",
     "pipeline": "Pipeline calendar",
     "crm": "CRM",
     "mlflow": "MLflow",

@@ -98,3 +98,50 @@ def test_the_s3_environment_backs_up_with_its_own_credentials_and_object_lock(s3
     assert warehouse.connection.access_key_id.env_var_name == "AWS_ACCESS_KEY_ID"
     local = build_resources(load_settings({"CHURN_BACKUP_LOCK_MODE": "COMPLIANCE"}))["backup_store"]
     assert local.lock_mode is None  # a local directory has no Object Lock
+    gcs = {"CHURN_ENV": "gcs", "CHURN_GCS_BUCKET": "w", "CHURN_GCS_BACKUP_BUCKET": "b"}
+    assert build_resources(load_settings(gcs))["backup_store"].lock_mode == "GOVERNANCE"
+    unprotected = build_resources(load_settings({**gcs, "CHURN_BACKUP_LOCK_MODE": "none"}))["backup_store"]
+    assert unprotected.lock_mode is None
+
+
+def gcs_store(gcs_server, bucket: str) -> BackupStore:
+    from churn_platform.storage.connection import ObjectStoreConnection
+
+    connection = ObjectStoreConnection(endpoint_url=gcs_server.endpoint, gcs_token="anon", gcs_project="test")
+    return BackupStore(
+        base_path=f"gs://{bucket}/churn-platform",
+        connection=connection,
+        lock_mode="GOVERNANCE",
+        lock_days=30,
+        archive_after_days=90,
+    )
+
+
+def test_on_gcs_a_retention_policy_and_an_archive_rule_are_set_and_read_back(gcs_server):
+    """The emulator stores bucket policies but does not enforce them: what is tested is that the
+    platform sets them, keeps other rules, and reads them back; GCS enforces them."""
+    bucket = gcs_server.new_bucket()
+    store = gcs_store(gcs_server, bucket)
+    fs = store.path("").fs
+    theirs = {"action": {"type": "Delete"}, "condition": {"age": 7, "matchesPrefix": ["tmp/"]}}
+    fs.call("PATCH", "b/{}", bucket, json={"lifecycle": {"rule": [theirs]}}, json_out=True)
+
+    state = store.ensure_protected()
+    assert state["retention_seconds"] == 30 * 86_400
+    assert state["archive_rule"] == {"Days": 90, "StorageClass": "ARCHIVE"}
+    meta = fs.call("GET", "b/{}", bucket, json_out=True)
+    assert meta["retentionPolicy"]["retentionPeriod"] == str(30 * 86_400)
+    rules = meta["lifecycle"]["rule"]
+    assert theirs in rules and len(rules) == 2
+    [ours] = [r for r in rules if r["action"].get("storageClass") == "ARCHIVE"]
+    assert ours["condition"] == {"age": 90, "matchesPrefix": ["churn-platform/"]}
+    assert store.ensure_protected() == state  # set once; the second call only reads
+
+
+def test_on_gcs_a_locked_shorter_retention_policy_is_refused(gcs_server):
+    bucket = gcs_server.new_bucket()
+    store = gcs_store(gcs_server, bucket)
+    locked = {"retentionPolicy": {"retentionPeriod": "3600", "isLocked": True}}
+    store.path("").fs.call("PATCH", "b/{}", bucket, json=locked, json_out=True)
+    with pytest.raises(BackupRefused, match=f"{bucket} has a locked retention policy of 3600 s"):
+        store.ensure_protected()
