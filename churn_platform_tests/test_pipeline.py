@@ -168,7 +168,8 @@ def test_one_model_artifact_is_registered_promoted_served_and_backed_up(demo):
     stored = client.get_model_version_download_uri(registry.model_name, version)
     digest = sha256sum_of_directory(stored.removeprefix("file://"))
     backup_dir = snapshot["model_backup"].value
-    assert not backup_dir.startswith(os.path.dirname(stored))  # a separate location
+    # A separate location: neither inside the MLflow store nor inside the data directory.
+    assert not backup_dir.startswith((settings.mlflow.directory, settings.storage.data_dir + "/"))
     assert sha256sum_of_directory(backup_dir) == digest
     assert registered.tags["model_sha256"] == digest  # the version's tag
     assert model["model_sha256"].value == digest  # recorded at training

@@ -5,7 +5,8 @@ until it succeeds or the alert is too old, and a delivered one is never sent aga
 Dagster advances a sensor's cursor even when its tick fails, so "retry on the next tick" needs
 state of its own: this is it. It is a SQLite file beside the Dagster instance
 (``$DAGSTER_HOME/churn_alert_outbox.db``); SQLite's locking makes each claim atomic, so two
-sensors ticking at once never send the same delivery twice. A process killed after a destination
+sensors ticking at once never send the same delivery twice: each claims one delivery at a time,
+with a lease, and only the claim's holder records the outcome. A process killed after a destination
 accepted a message but before it was marked delivered sends it once more (at least once, never
 lost); nothing else repeats a delivery.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from contextlib import closing
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     delivered_at REAL,
     abandoned_at REAL,
     last_error TEXT,
+    claim TEXT,
     PRIMARY KEY (alert_id, destination)
 )
 """
@@ -75,21 +78,26 @@ class AlertOutbox:
                 [(alert_id, d, json.dumps(p), now, now) for d, p in payloads.items()],
             )
 
-    def _claim(self, con: sqlite3.Connection, now: float) -> list[Delivery]:
-        """Take the due deliveries for this sender: their next attempt moves past a lease, in one
-        write transaction, so no other sender takes them meanwhile."""
+    def _claim_one(self, con: sqlite3.Connection, now: float) -> tuple[Delivery, float, str] | None:
+        """Take the oldest due delivery, in one write transaction: its next attempt moves past a
+        lease and it gets this sender's token, so no other sender takes it meanwhile, and only the
+        token's holder can record its outcome. One at a time, so a long backlog cannot outlast the lease."""
+        token = uuid.uuid4().hex
         con.execute("BEGIN IMMEDIATE")
-        rows = con.execute(
-            "SELECT alert_id, destination, payload, attempts FROM deliveries "
-            "WHERE delivered_at IS NULL AND abandoned_at IS NULL AND next_attempt <= ? ORDER BY created",
+        row = con.execute(
+            "SELECT alert_id, destination, payload, attempts, created FROM deliveries "
+            "WHERE delivered_at IS NULL AND abandoned_at IS NULL AND next_attempt <= ? ORDER BY created LIMIT 1",
             (now,),
-        ).fetchall()
-        con.executemany(
-            "UPDATE deliveries SET next_attempt = ? WHERE alert_id = ? AND destination = ?",
-            [(now + LEASE_SECONDS, r[0], r[1]) for r in rows],
-        )
+        ).fetchone()
+        if row is not None:
+            con.execute(
+                "UPDATE deliveries SET next_attempt = ?, claim = ? WHERE alert_id = ? AND destination = ?",
+                (time.time() + LEASE_SECONDS, token, row[0], row[1]),
+            )
         con.execute("COMMIT")
-        return [Delivery(r[0], r[1], json.loads(r[2]), r[3]) for r in rows]
+        if row is None:
+            return None
+        return Delivery(row[0], row[1], json.loads(row[2]), row[3]), row[4], token
 
     def deliver_due(
         self, senders: Mapping[str, Callable[[Any], None]], now: float | None = None
@@ -98,17 +106,15 @@ class AlertOutbox:
         now = time.time() if now is None else now
         delivered, failed, abandoned = [], [], []
         with closing(self._connect()) as con:
-            for d in self._claim(con, now):
-                created = con.execute(
-                    "SELECT created FROM deliveries WHERE alert_id = ? AND destination = ?",
-                    (d.alert_id, d.destination),
-                ).fetchone()[0]
+            while (claimed := self._claim_one(con, now)) is not None:
+                d, created, token = claimed
+                where = "WHERE alert_id = ? AND destination = ? AND claim = ?"
+                key = (d.alert_id, d.destination, token)
                 send = senders.get(d.destination)
                 if send is None or now - created > self.max_age_seconds:
                     why = "destination no longer configured" if send is None else "too old to send"
                     con.execute(
-                        "UPDATE deliveries SET abandoned_at = ?, last_error = ? WHERE alert_id = ? AND destination = ?",
-                        (now, why, d.alert_id, d.destination),
+                        f"UPDATE deliveries SET abandoned_at = ?, last_error = ? {where}", (now, why, *key)
                     )
                     abandoned.append((d.alert_id, d.destination, why))
                     continue
@@ -117,16 +123,14 @@ class AlertOutbox:
                 except Exception as exc:  # every failure is retried: the outbox keeps the alert
                     backoff = self.retry_seconds * 2 ** min(d.attempts, 8)
                     con.execute(
-                        "UPDATE deliveries SET attempts = attempts + 1, next_attempt = ?, last_error = ? "
-                        "WHERE alert_id = ? AND destination = ?",
-                        (now + backoff, str(exc)[:500], d.alert_id, d.destination),
+                        f"UPDATE deliveries SET attempts = attempts + 1, next_attempt = ?, last_error = ? {where}",
+                        (now + backoff, str(exc)[:500], *key),
                     )
                     failed.append((d.alert_id, d.destination, str(exc)))
                     continue
                 con.execute(
-                    "UPDATE deliveries SET attempts = attempts + 1, delivered_at = ?, last_error = NULL "
-                    "WHERE alert_id = ? AND destination = ?",
-                    (now, d.alert_id, d.destination),
+                    f"UPDATE deliveries SET attempts = attempts + 1, delivered_at = ?, last_error = NULL {where}",
+                    (now, *key),
                 )
                 delivered.append((d.alert_id, d.destination))
         return DeliveryReport(delivered, failed, abandoned)

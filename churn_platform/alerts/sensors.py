@@ -27,13 +27,22 @@ def outbox_for(instance: dg.DagsterInstance, settings: AlertSettings) -> AlertOu
     )
 
 
-def senders(slack: SlackWebhook, crm: CRMResource, log: Any) -> dict[str, Callable[[Any], None]]:
+def senders(
+    slack: SlackWebhook, crm: CRMResource, settings: AlertSettings, log: Any
+) -> dict[str, Callable[[Any], None]]:
+    """The configured destinations only: a delivery to one switched off since is given up."""
+
     def to_crm(payload: list) -> None:
         subject, body, tags = payload
         ticket_id = crm.create_ticket(subject, body, tags=tags)
         log.info(f"opened CRM ticket {ticket_id}: {subject}")
 
-    return {"slack": lambda payload: slack.post(*payload), "crm": to_crm}
+    configured: dict[str, Callable[[Any], None]] = {}
+    if slack.enabled:
+        configured["slack"] = lambda payload: slack.post(*payload)
+    if settings.crm_tickets:
+        configured["crm"] = to_crm
+    return configured
 
 
 def raise_if_failed(report: DeliveryReport, alert_id: str | None = None) -> None:
@@ -70,7 +79,7 @@ def build_failure_alert_sensor(settings: AlertSettings, running: bool) -> dg.Sen
             payloads["crm"] = list(crm_ticket(alert))
         outbox = outbox_for(context.instance, settings)
         outbox.enqueue(alert.run_id, payloads)  # stored before any attempt: never lost
-        raise_if_failed(outbox.deliver_due(senders(slack, crm, context.log)), alert.run_id)
+        raise_if_failed(outbox.deliver_due(senders(slack, crm, settings, context.log)), alert.run_id)
 
     return run_failure_alert
 
@@ -87,7 +96,7 @@ def build_alert_outbox_sensor(settings: AlertSettings, running: bool) -> dg.Sens
         context: dg.SensorEvaluationContext, slack: SlackWebhook, crm: CRMResource
     ) -> dg.SkipReason:
         outbox = outbox_for(context.instance, settings)
-        report = outbox.deliver_due(senders(slack, crm, context.log))
+        report = outbox.deliver_due(senders(slack, crm, settings, context.log))
         for alert_id, destination, why in report.abandoned:
             context.log.error(
                 f"alert {alert_id} to {DESTINATIONS.get(destination, destination)} given up: {why}"

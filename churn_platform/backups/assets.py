@@ -140,6 +140,15 @@ def build_backup_assets(
         partition = context.partition_key
         model_entry = _materialized(context.instance, keys.CHURN_MODEL, partition)
         model = metadata_values(model_entry.asset_materialization.metadata)
+        missing = [
+            k for k in ("model_version", "model_sha256", "model_files", "training_set") if k not in model
+        ]
+        if missing:
+            raise dg.Failure(
+                f"{keys.CHURN_MODEL.to_user_string()} partition {partition} was materialized before models were "
+                f"recorded by digest (no {', '.join(missing)}): re-materialize it, then back it up",
+                allow_retries=False,
+            )
         training_entry = _training_set_read_by(context.instance, model, partition)
         training = metadata_values(training_entry.asset_materialization.metadata)
 
@@ -151,11 +160,14 @@ def build_backup_assets(
                 "registry, so it is not backed up",
                 allow_retries=False,
             )
-        with refusals_are_final():
-            protection = backup_store.ensure_protected()
-            manifest_uri, manifest = write_model_snapshot(
-                backup_store, artifact, partition, model, model_entry, training, training_entry
-            )
+        try:
+            with refusals_are_final():
+                protection = backup_store.ensure_protected()
+                manifest_uri, manifest = write_model_snapshot(
+                    backup_store, artifact, partition, model, model_entry, training, training_entry
+                )
+        finally:
+            artifact.discard()
         return dg.MaterializeResult(
             metadata={
                 "model_backup": dg.MetadataValue.path(manifest_uri.rsplit("/", 1)[0] + "/model"),
@@ -204,9 +216,15 @@ def build_backup_assets(
             }
             manifest_uri = backup_store.write_once(f"{prefix}/{MANIFEST}", manifest_bytes(manifest))
         expired = snapshots_to_expire(list_snapshots(backup_store), keep_daily, keep_weekly, created)
+        deferred = []
         for old in expired:
-            backup_store.remove_snapshot(old.prefix)
-            context.log.info(f"expired metadata backup {old.prefix} (created {old.created})")
+            try:
+                backup_store.remove_snapshot(old.prefix)
+                context.log.info(f"expired metadata backup {old.prefix} (created {old.created})")
+            except Exception as exc:  # e.g. a GCS retention policy: tried again after the next backup
+                deferred.append(old.prefix)
+                context.log.warning(f"metadata backup {old.prefix} not expired yet: {exc}")
+        expired = [old for old in expired if old.prefix not in deferred]
         return dg.MaterializeResult(
             metadata={
                 "snapshot": prefix,

@@ -44,8 +44,14 @@ def list_snapshots(store: BackupStore) -> list[Snapshot]:
     root = store.path("")
     snapshots = []
     for manifest_path in root.rglob(MANIFEST):
-        manifest = json.loads(manifest_path.read_bytes())
         prefix = manifest_path.parent.relative_to(root).as_posix()
+        try:
+            manifest = json.loads(manifest_path.read_bytes())
+        except (ValueError, OSError):  # listed as damaged: verify names it, the rest still lists
+            snapshots.append(
+                Snapshot(prefix, "damaged", "", {MANIFEST: {"sha256": "unreadable", "bytes": -1}})
+            )
+            continue
         snapshots.append(
             Snapshot(
                 prefix,
@@ -107,7 +113,13 @@ def restore_snapshot(
         folder = next((f for f in sorted(targets, key=len, reverse=True) if name.startswith(f + "/")), None)
         if folder is None:
             continue
-        plan.append((Path(targets[folder]) / name[len(folder) + 1 :], data))
+        root = Path(targets[folder]).resolve()
+        path = (root / name[len(folder) + 1 :]).resolve()
+        if not path.is_relative_to(root):  # a manifest naming ../ or an absolute path
+            raise RestoreRefused(
+                f"snapshot {snapshot.prefix}: object {name!r} would be written outside {root}"
+            )
+        plan.append((path, data))
     # A file already holding the backup's bytes is not live data at risk: it is left as it is.
     plan = [(path, data) for path, data in plan if not (path.is_file() and path.read_bytes() == data)]
     existing = [str(path) for path, _ in plan if path.exists()]
@@ -120,6 +132,8 @@ def restore_snapshot(
 
     for path, data in plan:
         path.parent.mkdir(parents=True, exist_ok=True)
+        for suffix in ("-wal", "-shm", "-journal"):  # a stale log beside a restored database is replayed
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
         write_bytes_atomic(UPath(path), data)
     return [path for path, _ in plan]
 

@@ -66,7 +66,7 @@ def _restored_champion(
     # The database records where the files lived; the drill finds them in the restored copy.
     location = client.get_model_version_download_uri(model_name, version).removeprefix("file://")
     live_root = sources.get("mlflow/artifacts")
-    if not live_root or not location.startswith(live_root):
+    if not live_root or not Path(location).is_relative_to(live_root):
         return version, [f"champion v{version}'s files ({location}) are outside the backed-up artifacts"]
     restored = scratch / "mlflow" / "artifacts" / Path(location).relative_to(live_root)
     if not restored.is_dir():

@@ -48,6 +48,15 @@ def sqlite_online_copy(source: Path, target: Path) -> None:
         src.close()
 
 
+# SQLite's write-ahead log, shared memory and rollback journal: the online backup copy already holds
+# their committed content; a raw copy beside it would be replayed onto it on open and corrupt it.
+SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
+
+
+def is_sqlite_sidecar(path: Path) -> bool:
+    return path.name.endswith(SQLITE_SIDECARS)
+
+
 def is_sqlite(path: Path) -> bool:
     with open(path, "rb") as f:
         return f.read(16) == b"SQLite format 3\x00"
@@ -58,9 +67,7 @@ def instance_source(root: str | os.PathLike) -> MetadataSource:
     base = Path(root)
     files = [base / name for name in INSTANCE_FILES if (base / name).is_file()]
     for folder in INSTANCE_DIRS:
-        files += sorted(
-            p for p in (base / folder).rglob("*") if p.is_file() and not p.name.endswith("-journal")
-        )
+        files += sorted(p for p in (base / folder).rglob("*") if p.is_file() and not is_sqlite_sidecar(p))
     return MetadataSource("dagster", base, [p.relative_to(base) for p in files])
 
 
@@ -76,7 +83,9 @@ def mlflow_source(tracking_uri: str, artifact_location: str | None) -> list[Meta
     sources = [MetadataSource("mlflow/db", database.parent, [Path(database.name)])]
     if artifact_location and "://" not in artifact_location and Path(artifact_location).is_dir():
         root = Path(artifact_location)
-        files = sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
+        files = sorted(
+            p.relative_to(root) for p in root.rglob("*") if p.is_file() and not is_sqlite_sidecar(p)
+        )
         sources.append(MetadataSource("mlflow/artifacts", root, files))
     return sources
 

@@ -22,8 +22,35 @@ from churn_platform.storage.files import (
 ARCHIVE_RULE_ID = "churn-platform-archive-backups"
 
 
+def _is_our_gcs_rule(rule: dict, prefixes: list[str]) -> bool:
+    """GCS rules have no ID: ours is the Archive transition on the backup prefix."""
+    action, condition = rule.get("action", {}), rule.get("condition", {})
+    return action.get("storageClass") == "ARCHIVE" and condition.get("matchesPrefix") == prefixes
+
+
 class BackupRefused(StorageError):
     """A backup that cannot be written as configured; retrying will not change that."""
+
+
+def _absent_as(read: Any, absent_code: str, default: Any) -> Any:
+    """``read()``, or ``default`` when S3 answers that the thing does not exist; any other error
+    (access denied, throttling) is raised, never mistaken for absence."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return read()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == absent_code:
+            return default
+        raise
+
+
+def _lifecycle_rules(client: Any, bucket: str) -> list[dict]:
+    return _absent_as(
+        lambda: client.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", []),
+        "NoSuchLifecycleConfiguration",
+        [],
+    )
 
 
 class BackupStore(dg.ConfigurableResource):
@@ -54,10 +81,11 @@ class BackupStore(dg.ConfigurableResource):
     def _s3(self) -> tuple[Any, str, str] | None:
         """(boto3 client, bucket, key prefix) when the store is on S3 and protection applies."""
         root = open_path(self.base_path, self.connection)
-        if protocol_of(root) not in ("s3", "s3a") or self.connection is None:
+        if protocol_of(root) not in ("s3", "s3a"):
             return None
         bucket, _, prefix = root.path.partition("/")
-        return self.connection.s3_client(), bucket, prefix.strip("/")
+        # No connection: the default AWS credential chain, still locked (never silently unprotected).
+        return (self.connection or ObjectStoreConnection()).s3_client(), bucket, prefix.strip("/")
 
     def _gcs(self) -> tuple[Any, str, str] | None:
         """(gcsfs filesystem, bucket, key prefix) when the store is on GCS."""
@@ -68,11 +96,11 @@ class BackupStore(dg.ConfigurableResource):
         return root.fs, bucket, prefix.strip("/")
 
     def _gcs_protection(self) -> dict[str, Any]:
-        fs, bucket, _ = self._gcs()
+        fs, bucket, prefix = self._gcs()
         meta = fs.call("GET", "b/{}", bucket, json_out=True)
         policy = meta.get("retentionPolicy") or {}
         rules = (meta.get("lifecycle") or {}).get("rule", [])
-        archive = next((r for r in rules if r.get("action", {}).get("storageClass") == "ARCHIVE"), None)
+        archive = next((r for r in rules if _is_our_gcs_rule(r, [f"{prefix}/" if prefix else ""])), None)
         return {
             "store": "gcs",
             "bucket": bucket,
@@ -102,12 +130,12 @@ class BackupStore(dg.ConfigurableResource):
             "StorageClass": "ARCHIVE",
         }:
             meta = fs.call("GET", "b/{}", bucket, json_out=True)
-            rules = [
+            condition = {"age": self.archive_after_days, "matchesPrefix": [f"{prefix}/" if prefix else ""]}
+            rules = [  # other rules stay; ours is the Archive rule on the backup prefix
                 r
                 for r in (meta.get("lifecycle") or {}).get("rule", [])
-                if r.get("action", {}).get("storageClass") != "ARCHIVE"
+                if not _is_our_gcs_rule(r, condition["matchesPrefix"])
             ]
-            condition = {"age": self.archive_after_days, "matchesPrefix": [f"{prefix}/" if prefix else ""]}
             rules.append(
                 {"action": {"type": "SetStorageClass", "storageClass": "ARCHIVE"}, "condition": condition}
             )
@@ -131,14 +159,12 @@ class BackupStore(dg.ConfigurableResource):
             return {"store": protocol_of(open_path(self.base_path)) or "local", "object_lock": None}
         client, bucket, _ = s3
         versioning = client.get_bucket_versioning(Bucket=bucket).get("Status", "Off")
-        try:
-            lock = client.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]
-        except client.exceptions.ClientError:
-            lock = {}
-        try:
-            rules = client.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", [])
-        except client.exceptions.ClientError:
-            rules = []
+        lock = _absent_as(
+            lambda: client.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"],
+            "ObjectLockConfigurationNotFoundError",
+            {},
+        )
+        rules = _lifecycle_rules(client, bucket)
         archive = next((r for r in rules if r.get("ID") == ARCHIVE_RULE_ID), None)
         return {
             "store": "s3",
@@ -174,11 +200,7 @@ class BackupStore(dg.ConfigurableResource):
         if self.archive_after_days:
             wanted = {"Days": self.archive_after_days, "StorageClass": self.archive_storage_class}
             if state["archive_rule"] != wanted:
-                try:
-                    rules = client.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", [])
-                except client.exceptions.ClientError:
-                    rules = []
-                rules = [r for r in rules if r.get("ID") != ARCHIVE_RULE_ID] + [
+                rules = [r for r in _lifecycle_rules(client, bucket) if r.get("ID") != ARCHIVE_RULE_ID] + [
                     {
                         "ID": ARCHIVE_RULE_ID,
                         "Status": "Enabled",

@@ -258,10 +258,12 @@ def backups_verify(snapshot: str | None) -> None:
 @click.argument("snapshot")
 @click.option("--model-dir", default=None, help="Where a model snapshot's files go (required for one).")
 @click.option("--force", is_flag=True, help="Overwrite files that exist (live data).")
-def restore(snapshot: str, model_dir: str | None, force: bool) -> None:
+@click.option("--relocate", is_flag=True, help="Restore the MLflow store somewhere else than it was.")
+def restore(snapshot: str, model_dir: str | None, force: bool, relocate: bool) -> None:
     """Restore SNAPSHOT (a prefix from `churn-platform backups list`): a metadata snapshot into
     DAGSTER_HOME and the configured MLflow store, a model snapshot into --model-dir. Every object
     is verified first; nothing is written if any is damaged or, without --force, exists."""
+    import json
     import os
     from pathlib import Path
 
@@ -280,13 +282,33 @@ def restore(snapshot: str, model_dir: str | None, force: bool) -> None:
             if not home:
                 raise click.UsageError("set DAGSTER_HOME to the instance directory to restore into")
             mlflow = settings.mlflow
-            if not mlflow.tracking_uri.startswith("sqlite:///"):
-                raise click.UsageError("the configured MLflow store is a server: restore its database there")
+            if not mlflow.tracking_uri.startswith("sqlite:///") or "://" in (
+                mlflow.artifact_location or "://"
+            ):
+                raise click.UsageError(
+                    "the configured MLflow store is not a local SQLite store with local artifacts: "
+                    "a metadata snapshot restores only into one"
+                )
             targets = {
                 "dagster": Path(home),
                 "mlflow/db": Path(mlflow.tracking_uri[len("sqlite:///") :]).parent,
-                "mlflow/artifacts": Path(mlflow.artifact_location or ""),
+                "mlflow/artifacts": Path(mlflow.artifact_location),
             }
+            sources = json.loads(store.read(f"{found.prefix}/manifest.json")).get("sources", {})
+            moved = {
+                folder: (sources[folder], str(path))
+                for folder, path in targets.items()
+                if folder.startswith("mlflow/")
+                and folder in sources
+                and Path(sources[folder]) != path.absolute()
+            }
+            if moved and not relocate:
+                raise click.UsageError(
+                    "the MLflow store would move ("
+                    + "; ".join(f"{f}: {a} -> {b}" for f, (a, b) in moved.items())
+                    + "): its database records absolute artifact paths, so the restored registry would "
+                    "point at the old place. Set CHURN_MLFLOW_DIR to where it was, or pass --relocate"
+                )
         written = restore_snapshot(store, found, targets, overwrite=force)
     except RestoreRefused as exc:
         raise click.ClickException(str(exc)) from None

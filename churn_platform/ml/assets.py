@@ -28,7 +28,7 @@ from churn_platform.orchestration import asset_keys as keys
 from churn_platform.orchestration.partitions import LABEL_HORIZON_DAYS, PlatformPartitions
 from churn_platform.orchestration.retries import EXTERNAL_CALL_RETRY
 from churn_platform.settings.promotion import PromotionSettings
-from churn_platform.storage.model_registry import MLflowTracking, NoChampionError
+from churn_platform.storage.model_registry import MLflowTracking, ModelIntegrityError, NoChampionError
 from churn_platform.storage.parquet_files import ParquetFiles
 from churn_platform.storage.parquet_io_manager import LATEST_MATERIALIZED, source_files, to_json_metadata
 
@@ -181,6 +181,7 @@ def build_ml_assets(
             run_name=f"churn_model {cutoff}",
         )
         artifact = mlflow_tracking.download_version(record.version)
+        artifact.discard()  # only its digest is needed here
         # The split on the registered version (the gate reads a champion's fit cutoff from here) and
         # the digest of its files, which scoring and backups compare with what they load and copy.
         mlflow_tracking.tag_version(
@@ -250,7 +251,7 @@ def build_ml_assets(
         """Every active customer's churn probability as of the partition date, from the champion model."""
         try:
             pipeline, artifact = mlflow_tracking.load_champion()
-        except NoChampionError as exc:
+        except (NoChampionError, ModelIntegrityError) as exc:
             raise dg.Failure(str(exc), allow_retries=False) from None
         scores = score_customers(
             lambda frame: predict_with(pipeline, frame), customer_features, model_version=artifact.version

@@ -10,6 +10,7 @@ the platform keeps its own.)
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from importlib.metadata import version as package_version
@@ -56,7 +57,8 @@ def directory_files(directory: str | Path) -> dict[str, str]:
 
 def files_digest(files: dict[str, str]) -> str:
     """One SHA-256 for a set of files: the hash of their sorted ``sha256sum`` listing, so
-    ``sha256sum $(find . -type f | sort) | sha256sum`` over a copy of the directory gives it too."""
+    ``find . -type f -printf '%P\\n' | LC_ALL=C sort | xargs sha256sum | sha256sum`` in a copy of
+    the directory gives it too."""
     listing = "".join(f"{sha}  {path}\n" for path, sha in sorted(files.items()))
     return hashlib.sha256(listing.encode("utf-8")).hexdigest()
 
@@ -73,6 +75,14 @@ class ModelArtifact:
     @property
     def sha256(self) -> str:
         return files_digest(self.files)
+
+    def discard(self) -> None:
+        """Delete the downloaded copy (the registry keeps the files)."""
+        shutil.rmtree(self.local_dir, ignore_errors=True)
+
+
+class ModelIntegrityError(RuntimeError):
+    """A registered version's files no longer hash to the digest recorded when it was trained."""
 
 
 @dataclass(frozen=True)
@@ -205,9 +215,19 @@ class MLflowTracking(dg.ConfigurableResource):
         return ModelArtifact(str(version), uri, local_dir, directory_files(local_dir))
 
     def load_version(self, version: str) -> tuple[Any, ModelArtifact]:
-        """The version's pipeline, loaded from exactly the files whose digest is returned with it."""
+        """The version's pipeline, loaded from exactly the files whose digest is returned with it,
+        after checking that digest against the one recorded on the version when it was trained."""
         artifact = self.download_version(version)
-        return mlflow.sklearn.load_model(artifact.local_dir), artifact
+        try:
+            recorded = self.client().get_model_version(self.model_name, str(version)).tags.get("model_sha256")
+            if recorded and recorded != artifact.sha256:
+                raise ModelIntegrityError(
+                    f"{artifact.uri}: its files hash to {artifact.sha256}, not the {recorded} recorded when it "
+                    "was trained; the registry was changed, so the model is not loaded"
+                )
+            return mlflow.sklearn.load_model(artifact.local_dir), artifact
+        finally:
+            artifact.discard()
 
     def load_champion(self) -> tuple[Any, ModelArtifact]:
         version = self.champion_version()

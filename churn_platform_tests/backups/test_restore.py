@@ -17,14 +17,24 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from churn_platform.backups.catalog import find_snapshot, list_snapshots, read_verified, restore_snapshot
+from churn_platform.backups.catalog import (
+    RestoreRefused,
+    find_snapshot,
+    list_snapshots,
+    object_entries,
+    read_verified,
+    restore_snapshot,
+)
 from churn_platform.backups.drill import run_restore_drill
+from churn_platform.backups.metadata import instance_source, snapshot_files
+from churn_platform.backups.resources import BackupStore
 from churn_platform.cli.main import main
 from churn_platform.definitions import build_definitions
 from churn_platform.ml.scoring import predict_with
 from churn_platform.ml.training import train_churn_model
 from churn_platform.orchestration import asset_keys as keys
 from churn_platform.settings import load_settings
+from churn_platform.storage.model_registry import ModelIntegrityError
 from churn_platform_tests.support.data import S3_TEST_ENV, synthetic_table
 
 pytestmark = pytest.mark.slow
@@ -259,3 +269,68 @@ def test_a_metadata_backup_expires_old_ones_beyond_the_retention(platform):
     remaining = {s.prefix for s in list_snapshots(store)}
     assert {"metadata/old-3", "metadata/old-2", metadata["snapshot"].value} == remaining
     assert not Path(store.uri("metadata/old-400")).exists()
+
+
+def test_a_tampered_registry_file_is_refused_by_scoring_loads(platform):
+    settings, _, _, registry, _ = platform
+    location = (
+        registry.client().get_model_version_download_uri(registry.model_name, "1").removeprefix("file://")
+    )
+    skops = next(Path(location).rglob("model.skops"))
+    skops.write_bytes(skops.read_bytes() + b"\0")
+    with pytest.raises(ModelIntegrityError, match="not the .* recorded when it was trained"):
+        registry.load_champion()
+
+
+def test_uncheckpointed_sqlite_writes_are_in_the_backup_and_no_wal_file_is_copied(tmp_path):
+    home = tmp_path / "home"
+    (home / "history").mkdir(parents=True)
+    db = home / "history" / "runs.db"
+    writer = sqlite3.connect(db)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")  # everything stays in runs.db-wal
+    writer.execute("CREATE TABLE runs (id TEXT)")
+    writer.executemany("INSERT INTO runs VALUES (?)", [(f"run-{i}",) for i in range(100)])
+    writer.commit()
+    assert Path(f"{db}-wal").stat().st_size > 0
+    source = instance_source(home)
+    assert [str(p) for p in source.files] == ["history/runs.db"]  # no -wal, no -shm
+    [(name, data)] = list(snapshot_files([source]))
+    restored = tmp_path / "restored.db"
+    restored.write_bytes(data)
+    Path(f"{restored}-wal").write_bytes(b"stale log that must not be replayed")
+    restore_target = tmp_path / "target"
+    (restore_target / "history").mkdir(parents=True)
+    Path(f"{restore_target}/history/runs.db-wal").write_bytes(Path(f"{db}-wal").read_bytes())
+    store = BackupStore(base_path=str(tmp_path / "backups"))
+    store.write_once(f"metadata/x/{name}", data)
+    manifest = {
+        "kind": "metadata",
+        "created": "2026-11-25T00:00:00+00:00",
+        "objects": object_entries({name: data}),
+    }
+    store.write_once("metadata/x/manifest.json", json.dumps(manifest).encode())
+    restore_snapshot(store, find_snapshot(store, "metadata/x"), {"dagster": restore_target})
+    assert not Path(f"{restore_target}/history/runs.db-wal").exists()  # the stale log beside it went
+    with sqlite3.connect(restore_target / "history" / "runs.db") as con:
+        assert con.execute("SELECT count(*) FROM runs").fetchone() == (100,)
+        assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    writer.close()
+
+
+def test_a_manifest_naming_a_path_outside_the_target_is_refused(tmp_path):
+    store = BackupStore(base_path=str(tmp_path / "backups"))
+    name = "dagster/../../escaped.txt"
+    manifest = {
+        "kind": "metadata",
+        "created": "2026-11-25T00:00:00+00:00",
+        "objects": object_entries({name: b"x"}),
+    }
+    store.write_once("metadata/evil/manifest.json", json.dumps(manifest).encode())
+    snapshot = find_snapshot(store, "metadata/evil")
+    # The object is read from where the manifest points (inside the store), so it verifies: only the
+    # path check stands between it and a write outside the target.
+    (tmp_path / "backups" / "metadata" / "escaped.txt").write_bytes(b"x")
+    with pytest.raises(RestoreRefused, match="would be written outside"):
+        restore_snapshot(store, snapshot, {"dagster": tmp_path / "target"})
+    assert not (tmp_path / "escaped.txt").exists()
