@@ -330,6 +330,7 @@ def test_a_manifest_naming_a_path_outside_the_target_is_refused(tmp_path):
     snapshot = find_snapshot(store, "metadata/evil")
     # The object is read from where the manifest points (inside the store), so it verifies: only the
     # path check stands between it and a write outside the target.
+    (tmp_path / "backups" / "metadata" / "evil" / "dagster").mkdir()
     (tmp_path / "backups" / "metadata" / "escaped.txt").write_bytes(b"x")
     with pytest.raises(RestoreRefused, match="would be written outside"):
         restore_snapshot(store, snapshot, {"dagster": tmp_path / "target"})
