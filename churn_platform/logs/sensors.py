@@ -34,6 +34,9 @@ class LandingChanges:
     changed: dict[str, str]  # date -> new fingerprint, for days whose files changed
     cursor: dict[str, str]  # date -> fingerprint, for every day in the window that has files
     settling: dict[str, float] = field(default_factory=dict)  # date -> seconds until its files are quiet
+    # date -> files whose modification time lies more than the quiet period ahead of this clock
+    # (clock skew, a touched file): they do not hold their day back, and the sensor says so.
+    future: dict[str, list[str]] = field(default_factory=dict)
 
 
 def days_to_watch(
@@ -54,13 +57,19 @@ def detect_changes(
     whose newest file is younger than ``quiet_seconds`` is still arriving: it keeps its old cursor
     entry and is looked at again next tick, so a burst of files makes one run, not one per tick."""
     now = time.time() if now is None else now
-    changed, current, settling = {}, {}, {}
+    changed, current, settling, future = {}, {}, {}, {}
     for day in days:
         files = landing_zone.list_day(day)
         if not files:
             continue
         day_fingerprint = fingerprint(files)
-        quiet_in = quiet_seconds - (now - max(f.modified for f in files))
+        # A little ahead (skew within the quiet period) counts as "just now"; far ahead is ignored
+        # here, or a file dated tomorrow would hold its day back until tomorrow.
+        ahead = [f.name for f in files if f.modified > now + quiet_seconds]
+        if ahead:
+            future[day] = ahead
+        recent = [min(f.modified, now) for f in files if f.name not in ahead]
+        quiet_in = quiet_seconds - (now - max(recent)) if recent else 0.0
         if cursor.get(day) == day_fingerprint:
             current[day] = day_fingerprint
         elif quiet_in > 0:
@@ -69,7 +78,7 @@ def detect_changes(
                 current[day] = cursor[day]
         else:
             changed[day] = current[day] = day_fingerprint
-    return LandingChanges(changed, current, settling)
+    return LandingChanges(changed, current, settling, future)
 
 
 def already_materialized(instance: dg.DagsterInstance, day: str, day_fingerprint: str) -> bool:
@@ -81,6 +90,19 @@ def already_materialized(instance: dg.DagsterInstance, day: str, day_fingerprint
     metadata = entry.asset_materialization.metadata
     entry = metadata.get(FINGERPRINTS_METADATA)
     return entry is not None and entry.value.get(day) == day_fingerprint
+
+
+def read_cursor(context: dg.SensorEvaluationContext) -> dict[str, str]:
+    """The cursor, or an empty one (every recent day is looked at again; days whose files were
+    already materialized are not re-run) when it is not the JSON this sensor writes."""
+    try:
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        if isinstance(cursor, dict):
+            return cursor
+    except ValueError:
+        pass
+    context.log.warning(f"interaction_logs_landing_sensor: unreadable cursor {context.cursor[:100]!r} reset")
+    return {}
 
 
 def build_landing_sensor(
@@ -102,15 +124,19 @@ def build_landing_sensor(
     def interaction_logs_landing_sensor(
         context: dg.SensorEvaluationContext, landing_zone: LandingZone
     ) -> dg.SensorResult:
-        cursor = json.loads(context.cursor) if context.cursor else {}
+        cursor = read_cursor(context)
         days = days_to_watch(daily, dt.datetime.now(dt.UTC), lookback_days)
         changes = detect_changes(landing_zone, days, cursor, quiet_seconds=quiet_seconds)
         if changes.settling:
-            # Files are still arriving: wait out the quiet period (at most quiet_seconds) in this
-            # tick and look again, rather than leaving the day for the next tick, a whole interval
-            # later. A file landing meanwhile restarts the wait, for the next tick.
-            time.sleep(max(changes.settling.values()))
+            # Files are still arriving: wait out the quiet period (never longer) in this tick and
+            # look again, rather than leaving the day for the next tick, a whole interval later. A
+            # file landing meanwhile restarts the wait, for the next tick.
+            time.sleep(min(max(changes.settling.values()), quiet_seconds))
             changes = detect_changes(landing_zone, days, cursor, quiet_seconds=quiet_seconds)
+        for day, names in changes.future.items():
+            context.log.warning(
+                f"landing files for {day} are dated in the future ({', '.join(names[:5])}): not waited for"
+            )
         requests = [
             dg.RunRequest(
                 run_key=f"{day}:{day_fingerprint[:16]}",

@@ -4,6 +4,7 @@ local folder and on moto's S3 server over HTTP."""
 import dataclasses
 import datetime as dt
 import json
+import os
 import time
 
 import dagster as dg
@@ -180,3 +181,36 @@ def test_a_tick_that_catches_files_still_arriving_waits_out_the_quiet_period(pla
     # second look found the day's files settled, and changed.
     assert second_at - first_at >= first.settling[YESTERDAY]
     assert second.settling == {} and list(second.changed) == [YESTERDAY]
+
+
+def local_sensor(tmp_path, quiet: int):
+    settings = settings_for(str(tmp_path / "data"), CHURN_LANDING_QUIET_SECONDS=str(quiet))
+    defs = build_definitions(settings)
+    return defs.resolve_sensor_def("interaction_logs_landing_sensor"), build_resources(settings)[
+        "landing_zone"
+    ]
+
+
+def test_a_file_dated_tomorrow_neither_holds_its_day_back_nor_the_tick(tmp_path):
+    quiet = 3
+    sensor, zone = local_sensor(tmp_path, quiet)
+    uri = zone.write_file(YESTERDAY, "part-0.jsonl", event_line(YESTERDAY))
+    tomorrow = time.time() + 86_400
+    os.utime(uri, (tomorrow, tomorrow))  # a skewed clock or a touched file
+    with dg.instance_for_test() as instance:
+        started = time.monotonic()
+        result = evaluate(sensor, instance, zone)
+        took = time.monotonic() - started
+    assert [r.partition_key for r in result.run_requests] == [YESTERDAY]
+    assert took < quiet  # not a day, and not even the quiet period: the file is not waited for
+    assert detect_changes(zone, [YESTERDAY], {}, quiet_seconds=quiet).future == {YESTERDAY: ["part-0.jsonl"]}
+
+
+def test_an_unreadable_cursor_is_reset_and_the_tick_still_works(tmp_path):
+    sensor, zone = local_sensor(tmp_path, quiet=0)
+    zone.write_file(YESTERDAY, "part-0.jsonl", event_line(YESTERDAY))
+    with dg.instance_for_test() as instance:
+        for broken in ("not json {", "[1, 2]"):
+            result = evaluate(sensor, instance, zone, cursor=broken)
+            assert [r.partition_key for r in result.run_requests] == [YESTERDAY], broken
+            assert YESTERDAY in json.loads(result.cursor)  # a valid cursor is written back
