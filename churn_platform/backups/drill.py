@@ -23,8 +23,6 @@ from churn_platform.backups.catalog import (
 )
 from churn_platform.backups.resources import BackupStore
 
-CHAMPION = "champion"
-
 
 @dataclass
 class DrillReport:
@@ -51,7 +49,7 @@ def _restored_champion(
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from churn_platform.storage.model_registry import directory_files, files_digest
+    from churn_platform.storage.model_registry import CHAMPION, directory_files, files_digest
 
     databases = list((scratch / "mlflow" / "db").glob("*.db"))
     if not databases:

@@ -8,21 +8,11 @@ import math
 from dataclasses import dataclass
 
 from churn_platform.backups.catalog import MANIFEST, RestoreRefused, find_snapshot, read_verified
+from churn_platform.backups.manifest import MODEL_METRICS
 from churn_platform.backups.resources import BackupStore
 from churn_platform.ml.training import train_churn_model
 from churn_platform.orchestration.partitions import LABEL_HORIZON_DAYS
 from churn_platform.storage.parquet_io_manager import parquet_bytes_to_dataframe
-
-# Metrics of the model itself (the saving also depends on the configured costs).
-COMPARED = (
-    "roc_auc",
-    "pr_auc",
-    "brier",
-    "log_loss",
-    "positive_rate",
-    "fit_churn_rate",
-    "evaluation_churn_rate",
-)
 
 
 @dataclass(frozen=True)
@@ -67,7 +57,7 @@ def rebuild_from_snapshot(store: BackupStore, prefix: str) -> RebuildReport:
         "fit_churn_rate": model.split.fit_churn_rate,
         "evaluation_churn_rate": model.split.evaluation_churn_rate,
     }
-    recorded = {k: float(v) for k, v in manifest["model"]["metrics"].items() if k in COMPARED}
+    recorded = {k: float(v) for k, v in manifest["model"]["metrics"].items() if k in MODEL_METRICS}
     return RebuildReport(
-        snapshot.prefix, recorded, {k: float(v) for k, v in rebuilt.items() if k in COMPARED}
+        snapshot.prefix, recorded, {k: float(v) for k, v in rebuilt.items() if k in MODEL_METRICS}
     )

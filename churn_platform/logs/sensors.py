@@ -24,7 +24,7 @@ import dagster as dg
 from churn_platform.logs.assets import FINGERPRINTS_METADATA
 from churn_platform.logs.landing_zone import LandingZone, fingerprint
 from churn_platform.orchestration.asset_keys import INTERACTION_LOGS
-from churn_platform.orchestration.automation import default_status
+from churn_platform.orchestration.automation import default_status, read_json_cursor
 from churn_platform.settings import AutomationSettings
 from churn_platform.storage.materializations import latest_materialization
 
@@ -92,19 +92,6 @@ def already_materialized(instance: dg.DagsterInstance, day: str, day_fingerprint
     return entry is not None and entry.value.get(day) == day_fingerprint
 
 
-def read_cursor(context: dg.SensorEvaluationContext) -> dict[str, str]:
-    """The cursor, or an empty one (every recent day is looked at again; days whose files were
-    already materialized are not re-run) when it is not the JSON this sensor writes."""
-    try:
-        cursor = json.loads(context.cursor) if context.cursor else {}
-        if isinstance(cursor, dict):
-            return cursor
-    except ValueError:
-        pass
-    context.log.warning(f"interaction_logs_landing_sensor: unreadable cursor {context.cursor[:100]!r} reset")
-    return {}
-
-
 def build_landing_sensor(
     settings: AutomationSettings, daily: dg.TimeWindowPartitionsDefinition
 ) -> dg.SensorDefinition:
@@ -124,7 +111,7 @@ def build_landing_sensor(
     def interaction_logs_landing_sensor(
         context: dg.SensorEvaluationContext, landing_zone: LandingZone
     ) -> dg.SensorResult:
-        cursor = read_cursor(context)
+        cursor = read_json_cursor(context)
         days = days_to_watch(daily, dt.datetime.now(dt.UTC), lookback_days)
         changes = detect_changes(landing_zone, days, cursor, quiet_seconds=quiet_seconds)
         if changes.settling:

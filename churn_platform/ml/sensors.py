@@ -14,7 +14,7 @@ import dagster as dg
 
 from churn_platform.ml.drift import DriftStreak, drift_streak
 from churn_platform.orchestration import asset_keys as keys
-from churn_platform.orchestration.automation import default_status
+from churn_platform.orchestration.automation import default_status, read_json_cursor
 from churn_platform.orchestration.jobs import training_job
 from churn_platform.orchestration.run_tags import DRIFT_TRIGGER, TRIGGER_REASON_TAG, TRIGGER_TAG
 from churn_platform.settings import AutomationSettings
@@ -58,15 +58,6 @@ def newest_labelled_day(instance: dg.DagsterInstance) -> str | None:
     return max(labelled) if labelled else None
 
 
-def read_cursor(context: dg.SensorEvaluationContext) -> dict:
-    try:
-        cursor = json.loads(context.cursor) if context.cursor else {}
-        return cursor if isinstance(cursor, dict) else {}
-    except json.JSONDecodeError:
-        context.log.warning(f"drift_retraining: unreadable cursor {context.cursor[:100]!r} reset")
-        return {}
-
-
 def retraining_request(streak: DriftStreak, cutoff: str) -> dg.RunRequest:
     return dg.RunRequest(
         run_key=f"drift:{streak.start}",
@@ -93,7 +84,7 @@ def build_drift_retraining_sensor(settings: AutomationSettings) -> dg.SensorDefi
         streak = drift_streak(max_psi, drifted, threshold or 0.0, min_days) if threshold is not None else None
         if streak is None:
             return dg.SkipReason(f"no feature drift above its threshold on {min_days} consecutive days")
-        cursor = read_cursor(context)
+        cursor = read_json_cursor(context)
         if cursor.get("requested_for_streak_from") == streak.start:
             return dg.SkipReason(f"retraining already requested for the drift since {streak.start}")
         cutoff = newest_labelled_day(context.instance)

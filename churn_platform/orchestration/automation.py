@@ -6,6 +6,7 @@ The other things that start runs: the landing sensor (``logs/sensors.py``) and t
 """
 
 import datetime as dt
+import json
 from collections.abc import Sequence
 
 import dagster as dg
@@ -53,3 +54,16 @@ def build_automation_sensor(
 
 def default_status(running: bool) -> dg.DefaultSensorStatus:
     return dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED
+
+
+def read_json_cursor(context: dg.SensorEvaluationContext) -> dict:
+    """A sensor's JSON-object cursor, or an empty one, with a warning, when it is anything else:
+    an unreadable cursor must not fail every tick."""
+    try:
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        if isinstance(cursor, dict):
+            return cursor
+    except ValueError:
+        pass
+    context.log.warning(f"unreadable sensor cursor {context.cursor[:100]!r} reset")
+    return {}

@@ -51,9 +51,9 @@ def webhook():
     receiver.stop()
 
 
-def evaluate(instance, result, resources, open_crm_tickets=True):
+def evaluate(instance, result, resources, open_crm_tickets=True, settings=None):
     sensor = build_failure_alert_sensor(
-        AlertSettings(dagster_ui_url=UI, crm_tickets=open_crm_tickets), running=False
+        settings or AlertSettings(dagster_ui_url=UI, crm_tickets=open_crm_tickets), running=False
     )
     run = instance.get_run_by_id(result.run_id)
     failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)

@@ -9,11 +9,11 @@ import pytest
 
 from churn_platform.alerts.outbox import AlertOutbox
 from churn_platform.alerts.resources import SlackWebhook
-from churn_platform.alerts.sensors import build_alert_outbox_sensor, build_failure_alert_sensor, outbox_for
+from churn_platform.alerts.sensors import build_alert_outbox_sensor, outbox_for
 from churn_platform.crm.resources import ZendeskCRMResource
 from churn_platform.crm.simulator import ZendeskSimulator
 from churn_platform.settings import AlertSettings
-from churn_platform_tests.alerts.test_failure_alerts import failed_run  # noqa: F401 (a fixture)
+from churn_platform_tests.alerts.test_failure_alerts import evaluate, failed_run  # noqa: F401 (a fixture)
 from churn_platform_tests.support.servers import WebhookReceiver, free_port
 
 SETTINGS = AlertSettings(dagster_ui_url="http://ui", crm_tickets=True, retry_seconds=2, max_age_hours=1)
@@ -25,8 +25,6 @@ def accepted(receiver: WebhookReceiver, since: int) -> list[dict]:
 
 def test_refused_deliveries_are_retried_until_accepted_then_never_repeated(failed_run):  # noqa: F811
     instance, result = failed_run
-    run = instance.get_run_by_id(result.run_id)
-    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
     slack_receiver = WebhookReceiver(status=503, body=b"service_unavailable")
     crm_port = free_port()  # nothing listens here yet: connection refused
     # One attempt per delivery: the outbox's backoff, not the client's, is under test.
@@ -34,18 +32,10 @@ def test_refused_deliveries_are_retried_until_accepted_then_never_repeated(faile
         base_url=f"http://127.0.0.1:{crm_port}", email="ops@example.com", api_token="s3cret", max_attempts=1
     )
     resources = {"slack": SlackWebhook(webhook_url=slack_receiver.url), "crm": crm}
-    failure_sensor = build_failure_alert_sensor(SETTINGS, running=False)
     retry_sensor = build_alert_outbox_sensor(SETTINGS, running=False)
 
     def evaluate_failure():
-        with dg.build_run_status_sensor_context(
-            sensor_name=failure_sensor.name,
-            dagster_instance=instance,
-            dagster_run=run,
-            dagster_event=failure,
-            resources=resources,
-        ) as context:
-            failure_sensor(context.for_run_failure())
+        evaluate(instance, result, resources, settings=SETTINGS)
 
     def retry_tick():
         with dg.build_sensor_context(instance=instance, resources=resources) as context:
