@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: install demo test lint format check-defs bench-smoke docs dev mlflow-ui bench clean
+.PHONY: install services demo test lint format check-defs bench-smoke docs dev mlflow-ui bench clean
 
 install: $(STAMP)
 
@@ -23,8 +23,15 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/churn-platform demo
 
+# PostgreSQL on loopback, for the production-instance and MLflow-server tests (deploy/): started
+# when it is stopped (Debian's cluster tools; CHURN_TEST_PG_HOST/_PORT/_USER point elsewhere).
+services:
+	@pg_isready -q -h $${CHURN_TEST_PG_HOST:-127.0.0.1} -p $${CHURN_TEST_PG_PORT:-5432} \
+		|| pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | tail -1) main start
+	@pg_isready -h $${CHURN_TEST_PG_HOST:-127.0.0.1} -p $${CHURN_TEST_PG_PORT:-5432} -t 30
+
 # Lint and the definitions check first (seconds), every benchmark once at a tiny size, then the suite.
-test: $(STAMP) lint check-defs bench-smoke
+test: $(STAMP) services lint check-defs bench-smoke
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(STAMP)

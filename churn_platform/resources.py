@@ -12,6 +12,7 @@ from churn_platform.engines.base import FeatureEngine
 from churn_platform.engines.duckdb import DuckDBEngine
 from churn_platform.engines.spark import SparkEngine
 from churn_platform.logs.landing_zone import LandingZone
+from churn_platform.online.resources import OnlineFeatureStore
 from churn_platform.settings import PlatformSettings
 from churn_platform.storage.connection import ObjectStoreConnection
 from churn_platform.storage.credentials import env_secret
@@ -21,14 +22,14 @@ from churn_platform.storage.parquet_io_manager import ParquetIOManager
 
 def build_connection(settings: PlatformSettings) -> ObjectStoreConnection | None:
     storage, secrets = settings.storage, settings.secrets_set
-    if storage.env == "s3":
+    if storage.store == "s3":
         return ObjectStoreConnection(
             endpoint_url=storage.endpoint_url,
             region=storage.region,
             access_key_id=env_secret("AWS_ACCESS_KEY_ID", secrets),
             secret_access_key=env_secret("AWS_SECRET_ACCESS_KEY", secrets),
         )
-    if storage.env == "gcs":
+    if storage.store == "gcs":
         token = storage.gcs_token or env_secret("GOOGLE_APPLICATION_CREDENTIALS", secrets)
         return ObjectStoreConnection(
             endpoint_url=storage.endpoint_url, gcs_project=storage.gcs_project, gcs_token=token
@@ -59,7 +60,7 @@ def build_backup_store(settings: PlatformSettings, connection: ObjectStoreConnec
     S3 and GCS (unless CHURN_BACKUP_LOCK_MODE=none): Object Lock or a retention policy, and an
     archive rule."""
     storage, backups, secrets = settings.storage, settings.backups, settings.secrets_set
-    on_s3, remote, warehouse = storage.env == "s3", storage.env in ("s3", "gcs"), connection
+    on_s3, remote, warehouse = storage.store == "s3", storage.store in ("s3", "gcs"), connection
     if on_s3 and "CHURN_BACKUP_AWS_ACCESS_KEY_ID" in secrets:
         connection = ObjectStoreConnection(
             endpoint_url=storage.endpoint_url,
@@ -88,10 +89,17 @@ def build_resources(settings: PlatformSettings) -> dict[str, Any]:
         "crm": build_crm(settings, connection),
         "backup_store": build_backup_store(settings, connection),
         "feature_engine": build_feature_engine(settings),
+        "online_store": OnlineFeatureStore(
+            url=settings.serving.redis_url,
+            password=env_secret("CHURN_REDIS_PASSWORD", settings.secrets_set),
+            prefix=settings.serving.key_prefix,
+            keep_versions=settings.serving.keep_versions,
+        ),
         "slack": SlackWebhook(webhook_url=env_secret("SLACK_WEBHOOK_URL", settings.secrets_set)),
         "mlflow_tracking": MLflowTracking(
             tracking_uri=settings.mlflow.tracking_uri,
             artifact_location=settings.mlflow.artifact_location,
             ui_url=settings.mlflow.ui_url,
+            database_url=env_secret("CHURN_MLFLOW_DATABASE_URL", settings.secrets_set),
         ),
     }

@@ -19,8 +19,16 @@ AUTOMATED = [
     keys.CHURN_LABELS,
     keys.CHURN_SCORES,
     keys.FEATURE_DRIFT,
+    keys.ONLINE_CUSTOMER_FEATURES,
 ]
-RETRIED = [keys.CRM_TICKETS, keys.INTERACTION_LOGS, keys.CHURN_MODEL, keys.CHURN_SCORES, keys.MODEL_SNAPSHOT]
+RETRIED = [
+    keys.CRM_TICKETS,
+    keys.INTERACTION_LOGS,
+    keys.CHURN_MODEL,
+    keys.CHURN_SCORES,
+    keys.MODEL_SNAPSHOT,
+    keys.ONLINE_CUSTOMER_FEATURES,  # Redis
+]
 
 
 def definitions(**env: str) -> dg.Definitions:

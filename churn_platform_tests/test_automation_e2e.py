@@ -96,6 +96,7 @@ def _deployment(s3_server, tmp_path_factory):
         "CHURN_MLFLOW_DIR": str(root / "mlflow"),
         "CHURN_TRAINING_WINDOW_DAYS": "14",
         "CHURN_AUTOMATION_RUNNING": "1",
+        "CHURN_ONLINE_KEY_PREFIX": f"e2e-{dt.datetime.now().timestamp():.0f}",  # the automation loads Redis too
         "CHURN_ALERT_CRM_TICKETS": "1",
         "CHURN_LANDING_SENSOR_INTERVAL": "1",
         "CHURN_AUTOMATION_INTERVAL": "5",

@@ -1,5 +1,6 @@
 import datetime as dt
 import os
+import re
 import subprocess
 import sys
 
@@ -54,8 +55,59 @@ def test_dagster_cli_lists_every_asset():
 
 
 def test_unknown_environment_is_refused_with_the_choices():
-    with pytest.raises(SettingsError, match=r"CHURN_ENV='mars' is not one of \['local', 's3', 'gcs'\]"):
+    with pytest.raises(
+        SettingsError,
+        match=r"CHURN_ENV='mars' is not one of \['local', 's3', 'gcs', 'production-s3', 'production-gcs'\]",
+    ):
         load_settings({"CHURN_ENV": "mars"})
+
+
+PRODUCTION_S3 = {
+    "CHURN_ENV": "production-s3",
+    "CHURN_S3_BUCKET": "data",
+    "CHURN_S3_BACKUP_BUCKET": "vault",
+    "CHURN_MLFLOW_TRACKING_URI": "http://mlflow.churn.svc:5000",
+    "CHURN_FEATURE_ENGINE": "spark",
+    "CHURN_SPARK_MASTER": "spark://spark-master:7077",
+    "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/secret-token",
+    "CHURN_CRM_URL": "https://acme.zendesk.com",
+}
+
+
+def test_the_production_profile_uses_its_store_and_builds_the_same_graph():
+    settings = load_settings(PRODUCTION_S3)
+    assert settings.storage.production and settings.storage.store == "s3"
+    assert settings.storage.data_root == "s3://data/churn-platform"
+    defs = build_definitions(settings)
+    assert set(defs.resolve_all_asset_keys()) == set(keys.ALL)
+
+
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        ({"CHURN_MLFLOW_TRACKING_URI": ""}, "CHURN_MLFLOW_TRACKING_URI is a local sqlite store"),
+        (
+            {"CHURN_MLFLOW_TRACKING_URI": "file:///srv/mlruns"},
+            "CHURN_MLFLOW_TRACKING_URI is a local file store",
+        ),
+        ({"CHURN_FEATURE_ENGINE": "duckdb"}, "CHURN_FEATURE_ENGINE must be `spark`"),
+        ({"CHURN_SPARK_MASTER": "local[*]"}, "CHURN_SPARK_MASTER must name a cluster"),
+        ({"SLACK_WEBHOOK_URL": ""}, "SLACK_WEBHOOK_URL must be set"),
+        ({"CHURN_CRM_URL": ""}, "CHURN_CRM_URL must be set"),
+    ],
+)
+def test_the_production_profile_refuses_what_production_cannot_run_on(change, named):
+    with pytest.raises(SettingsError, match=re.escape(named)) as refused:
+        load_settings({**PRODUCTION_S3, **change})
+    assert "CHURN_ENV=production-s3 is not a production configuration" in str(refused.value)
+
+
+def test_the_production_check_never_prints_the_registry_password():
+    uri = "mysql+pymysql://mlflow:hunter2@db/mlflow"  # accepted; a sqlite:// with a password is not a thing
+    assert load_settings({**PRODUCTION_S3, "CHURN_MLFLOW_TRACKING_URI": uri}).mlflow.tracking_uri == uri
+    with pytest.raises(SettingsError) as refused:
+        load_settings({**PRODUCTION_S3, "CHURN_MLFLOW_TRACKING_URI": "file://u:hunter2@host/x"})
+    assert "hunter2" not in str(refused.value)
 
 
 @pytest.mark.parametrize("env, missing", [("s3", "CHURN_S3_BUCKET"), ("gcs", "CHURN_GCS_BUCKET")])

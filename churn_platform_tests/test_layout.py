@@ -5,7 +5,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "churn_platform"
-STAGES = {"crm", "logs", "features", "ml", "backups"}
+STAGES = {"crm", "logs", "features", "ml", "backups", "online"}
 SHARED = {"settings", "storage", "engines", "orchestration"}
 # What each part of the package may import from the rest of it (itself always).
 ALLOWED = {
@@ -16,6 +16,8 @@ ALLOWED = {
     **dict.fromkeys(STAGES, SHARED),
     "synthetic": {"storage", "crm", "logs"},
     "alerts": SHARED | {"crm"},
+    # The scoring service: the online store's reads and the batch path's predict function.
+    "serving": SHARED | {"online", "ml"},
 }
 TOP = {"resources", "definitions", "cli", "__init__"}  # on top: may import anything
 

@@ -55,6 +55,16 @@ def raise_if_failed(report: DeliveryReport, alert_id: str | None = None) -> None
     raise RuntimeError(f"{what} not delivered: {details} (kept in the outbox, retried with backoff)")
 
 
+def worker_crash(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """Why a run's worker process died, as whoever noticed it (the code server, or run monitoring
+    through the run launcher) recorded it: "... was terminated by signal 9 (SIGKILL) ..."."""
+    for record in reversed(instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)):
+        message = record.message or ""
+        if "Run execution process" in message or "run worker" in message.lower():
+            return message
+    return None
+
+
 def build_failure_alert_sensor(settings: AlertSettings, running: bool) -> dg.SensorDefinition:
     ui_url, open_crm_tickets = settings.dagster_ui_url, settings.crm_tickets
 
@@ -65,12 +75,11 @@ def build_failure_alert_sensor(settings: AlertSettings, running: bool) -> dg.Sen
         "CRM ticket, through the durable alert outbox.",
     )
     def run_failure_alert(context: dg.RunFailureSensorContext, slack: SlackWebhook, crm: CRMResource) -> None:
-        alert = describe_failure(
-            context.dagster_run,
-            context.get_step_failure_events(),
-            context.failure_event.message or "",
-            ui_url,
-        )
+        step_failures = context.get_step_failure_events()
+        run_message = context.failure_event.message or ""
+        if not step_failures:  # the run died around its steps: say how (killed by a signal, say)
+            run_message = worker_crash(context.instance, context.dagster_run.run_id) or run_message
+        alert = describe_failure(context.dagster_run, step_failures, run_message, ui_url)
         context.log.error(f"{alert.title}\n{alert.error}\n{alert.run_url}")
         payloads: dict[str, Any] = {}
         if slack.enabled:

@@ -2,6 +2,7 @@
 backups/platform_metadata: the Dagster instance and the MLflow store. Both in the backup store."""
 
 import datetime as dt
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,9 +18,11 @@ from churn_platform.backups.manifest import (
     snapshot_prefix,
 )
 from churn_platform.backups.metadata import (
+    DatabaseDump,
     MetadataBackupError,
-    instance_source,
+    instance_sources,
     mlflow_source,
+    postgres_url_of,
     snapshot_files,
 )
 from churn_platform.backups.resources import BackupRefused, BackupStore
@@ -179,25 +182,38 @@ def build_backup_assets(
             }
         )
 
-    @dg.asset(key=keys.PLATFORM_METADATA, group_name="backups", kinds={"sqlite", "mlflow"})
+    @dg.asset(key=keys.PLATFORM_METADATA, group_name="backups", kinds={"sqlite", "postgresql", "mlflow"})
     def platform_metadata(
         context: dg.AssetExecutionContext, mlflow_tracking: MLflowTracking, backup_store: BackupStore
     ) -> dg.MaterializeResult:
-        """A consistent copy of the Dagster instance (its SQLite databases: runs, event logs,
-        schedules) and the local MLflow store (database and artifacts: every run, version and the
-        `champion` alias), with a manifest of sizes and SHA-256s. Restore with `churn-platform restore`."""
+        """A consistent copy of the Dagster instance (runs, event logs, schedules: its SQLite
+        databases, or a pg_dump of its PostgreSQL database) and the MLflow store (every run, version
+        and the `champion` alias: the local SQLite store and artifacts, or a pg_dump of the tracking
+        server's database), with a manifest of sizes and SHA-256s. Restore with `churn-platform restore`."""
         created = dt.datetime.now(dt.UTC)
         try:
             sources = [
-                instance_source(context.instance.root_directory),
-                *mlflow_source(mlflow_tracking.tracking_uri, mlflow_tracking.artifact_location),
+                *instance_sources(context.instance),
+                *mlflow_source(
+                    mlflow_tracking.tracking_uri,
+                    mlflow_tracking.artifact_location,
+                    mlflow_tracking.database_url,
+                ),
             ]
         except (MetadataBackupError, dg.DagsterInvariantViolationError) as exc:
             raise dg.Failure(f"cannot back up the platform's metadata: {exc}", allow_retries=False) from None
-        if not any(s.name == "dagster" and s.files for s in sources):
+        if not any(
+            s.name.startswith("dagster") and (isinstance(s, DatabaseDump) or s.files) for s in sources
+        ):
             raise dg.Failure(
-                f"the Dagster instance at {context.instance.root_directory} keeps no SQLite storage "
-                "there (a Postgres instance is backed up with pg_dump, which this asset does not run yet)",
+                f"the Dagster instance at {context.instance.root_directory} keeps no SQLite storage there "
+                "and no PostgreSQL database",
+                allow_retries=False,
+            )
+        if any(isinstance(s, DatabaseDump) for s in sources) and not shutil.which("pg_dump"):
+            raise dg.Failure(
+                "pg_dump is not installed where this run executes (Debian: postgresql-client): it dumps "
+                f"{', '.join(s.root for s in sources if isinstance(s, DatabaseDump))}",
                 allow_retries=False,
             )
         prefix = f"metadata/{created.strftime('%Y%m%dT%H%M%S%fZ')}"
@@ -240,15 +256,26 @@ def build_backup_assets(
         key=keys.RESTORE_DRILL,
         group_name="backups",
         deps=[keys.PLATFORM_METADATA],
-        kinds={"sqlite", "mlflow"},
+        kinds={"sqlite", "postgresql", "mlflow"},
         check_specs=[dg.AssetCheckSpec(keys.RECOVERY_OBJECTIVES.name, asset=keys.RESTORE_DRILL)],
     )
-    def restore_drill(mlflow_tracking: MLflowTracking, backup_store: BackupStore) -> dg.MaterializeResult:
+    def restore_drill(
+        context: dg.AssetExecutionContext, mlflow_tracking: MLflowTracking, backup_store: BackupStore
+    ) -> dg.MaterializeResult:
         """Restores the newest metadata backup into a scratch directory (every object verified),
         opens the restored Dagster instance and MLflow registry, checks the champion's files against
         their recorded SHA-256 and verifies the newest model snapshot. Records the recovery time and
         the recovery point; its check fails above the objectives or on any problem."""
-        report = run_restore_drill(backup_store, mlflow_tracking.model_name)
+        tracking_uri = mlflow_tracking.tracking_uri
+        report = run_restore_drill(
+            backup_store,
+            mlflow_tracking.model_name,
+            # PostgreSQL dumps are restored into scratch databases beside the live ones.
+            instance_server_url=postgres_url_of(context.instance),
+            mlflow_server_url=tracking_uri
+            if tracking_uri.startswith("postgresql")
+            else mlflow_tracking.database_url,
+        )
         age = report.recovery_point_age_hours
         failures = list(report.problems)
         if report.recovery_time_seconds > rto_seconds:

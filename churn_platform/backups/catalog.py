@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import dagster as dg
+from upath import UPath
+
+from churn_platform.backups.metadata import DUMP_FILE, pg_restore, psycopg2_url, redacted
 from churn_platform.backups.resources import BackupStore
-from churn_platform.storage.files import StorageError, sha256_hex, write_bytes_atomic
+from churn_platform.storage.files import StorageError, sha256_hex, uri_of, write_bytes_atomic
 
 MANIFEST = "manifest.json"
 
@@ -97,17 +101,41 @@ def verify_snapshot(store: BackupStore, snapshot: Snapshot) -> list[str]:
 
 
 def restore_snapshot(
-    store: BackupStore, snapshot: Snapshot, targets: Mapping[str, Path], overwrite: bool = False
-) -> list[Path]:
+    store: BackupStore,
+    snapshot: Snapshot,
+    targets: Mapping[str, Path],
+    overwrite: bool = False,
+    databases: Mapping[str, str] | None = None,
+) -> list[Path | str]:
     """Write the snapshot's objects into local directories: ``targets`` maps a folder of the
-    snapshot (``dagster``, ``mlflow/db``, ...) to where its files go. Every object is verified first;
-    with any damaged object, or any existing file that differs (unless ``overwrite``), nothing is
-    written. Returns the files written."""
+    snapshot (``dagster``, ``mlflow/db``, ...) to where its files go; ``databases`` maps a folder
+    holding a pg_dump archive (``dagster/postgres``, ``mlflow/postgres``) to the PostgreSQL database
+    it is restored into. Every object is verified first; with any damaged object, or any existing
+    file that differs or database that holds runs, events or models (unless ``overwrite``),
+    nothing is written.
+    Returns the files written and the databases restored (redacted URLs)."""
     contents, problems = read_verified(store, snapshot)
     if problems:
         raise RestoreRefused(
             f"snapshot {snapshot.prefix} is damaged; nothing restored:\n" + "\n".join(problems)
         )
+    databases = databases or {}
+    dumps = {
+        folder: contents.pop(f"{folder}/{DUMP_FILE}")
+        for folder in databases
+        if f"{folder}/{DUMP_FILE}" in contents
+    }
+    for folder, url in databases.items():
+        if folder not in dumps:
+            raise RestoreRefused(
+                f"snapshot {snapshot.prefix} holds no {folder}/{DUMP_FILE}; nothing restored"
+            )
+        rows = live_rows(url)
+        if rows and not overwrite:
+            raise RestoreRefused(
+                f"{redacted(url)} holds {rows} row(s) of runs, events or models (live data); nothing restored "
+                "(pass --force to replace them)"
+            )
     plan: list[tuple[Path, bytes]] = []
     for name, data in contents.items():
         folder = next((f for f in sorted(targets, key=len, reverse=True) if name.startswith(f + "/")), None)
@@ -128,14 +156,85 @@ def restore_snapshot(
             f"{len(existing)} file(s) exist, e.g. {existing[0]}; nothing restored (pass --force to overwrite "
             "live data)"
         )
-    from upath import UPath
 
     for path, data in plan:
         path.parent.mkdir(parents=True, exist_ok=True)
         for suffix in ("-wal", "-shm", "-journal"):  # a stale log beside a restored database is replayed
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         write_bytes_atomic(UPath(path), data)
-    return [path for path, _ in plan]
+    for folder, dump in dumps.items():
+        # --clean: the schema Dagster or MLflow may already have created is replaced by the archive's.
+        pg_restore(dump, databases[folder], clean=True)
+    return [path for path, _ in plan] + [redacted(databases[folder]) for folder in dumps]
+
+
+TRAINING_FOLDER = "training"
+
+
+def restore_training_data(
+    store: BackupStore,
+    snapshot: Snapshot,
+    path_for: Callable[[dg.AssetKey, str], UPath],
+    overwrite: bool = False,
+) -> list[str]:
+    """Put a model snapshot's training data (``training/<asset>/<partition>.parquet``) back where
+    the warehouse keeps those partitions (``path_for``: the IO manager's layout, local or remote).
+    Every object is verified first; with any damaged object, or any existing file that differs
+    (unless ``overwrite``), nothing is written. Returns the files written."""
+    contents, problems = read_verified(store, snapshot)
+    if problems:
+        raise RestoreRefused(
+            f"snapshot {snapshot.prefix} is damaged; nothing restored:\n" + "\n".join(problems)
+        )
+    plan: list[tuple[UPath, bytes]] = []
+    for name, data in contents.items():
+        if not name.startswith(f"{TRAINING_FOLDER}/"):
+            continue
+        asset, _, file = name.removeprefix(f"{TRAINING_FOLDER}/").rpartition("/")
+        parts = asset.split("/")
+        if not file.endswith(".parquet") or any(part in ("", ".", "..") for part in parts):
+            raise RestoreRefused(
+                f"snapshot {snapshot.prefix}: object {name!r} is not an asset partition's file"
+            )
+        try:
+            plan.append((path_for(dg.AssetKey(parts), file.removesuffix(".parquet")), data))
+        except StorageError as exc:  # not a YYYY-MM-DD partition key: a manifest naming a path
+            raise RestoreRefused(f"snapshot {snapshot.prefix}: object {name!r}: {exc}") from None
+    if not plan:
+        raise RestoreRefused(f"snapshot {snapshot.prefix} holds no training data")
+    plan = [(path, data) for path, data in plan if not (path.exists() and path.read_bytes() == data)]
+    existing = [uri_of(path) for path, _ in plan if path.exists()]
+    if existing and not overwrite:
+        raise RestoreRefused(
+            f"{len(existing)} warehouse file(s) exist with other content, e.g. {existing[0]}; nothing restored "
+            "(pass --force to overwrite live data)"
+        )
+    for path, data in plan:
+        write_bytes_atomic(path, data)
+    return [uri_of(path) for path, _ in plan]
+
+
+# Tables whose rows are the platform's history (Dagster's runs and event log, MLflow's runs and
+# models). Opening a database with Dagster or MLflow creates the schema and a few bookkeeping rows;
+# that is not data a restore may destroy.
+CONTENT_TABLES = ("runs", "event_logs", "registered_models")
+
+
+def live_rows(url: str) -> int:
+    """Rows in the database's content tables (0 for an empty or freshly initialised database)."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(psycopg2_url(url))
+    try:
+        with engine.connect() as connection:
+            present = set(sqlalchemy.inspect(connection).get_table_names())
+            return sum(
+                connection.execute(sqlalchemy.text(f"SELECT count(*) FROM {table}")).scalar_one()
+                for table in CONTENT_TABLES
+                if table in present
+            )
+    finally:
+        engine.dispose()
 
 
 def snapshots_to_expire(

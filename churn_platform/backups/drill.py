@@ -21,6 +21,7 @@ from churn_platform.backups.catalog import (
     restore_snapshot,
     verify_snapshot,
 )
+from churn_platform.backups.metadata import DUMP_FILE, MetadataBackupError, pg_restore, scratch_database
 from churn_platform.backups.resources import BackupStore
 
 
@@ -75,11 +76,69 @@ def _restored_champion(
     return version, []
 
 
-def run_restore_drill(store: BackupStore, model_name: str, now: dt.datetime | None = None) -> DrillReport:
+def _restored_runs(scratch: Path, server_url: str | None) -> int:
+    """Open the restored instance and count its runs: the SQLite files as restored, or the
+    PostgreSQL dump restored into a scratch database on ``server_url``'s server."""
+    import dagster as dg
+    import yaml
+
+    dump = scratch / "dagster" / "postgres" / DUMP_FILE
+    if not dump.exists():
+        with dg.DagsterInstance.from_config(str(scratch / "dagster")) as restored:
+            return len(restored.get_run_records(limit=100_000))
+    if not server_url:
+        raise MetadataBackupError("the backup holds a PostgreSQL instance and no PostgreSQL server is given")
+    with scratch_database(server_url, "churn_drill_dagster") as url:
+        pg_restore(dump.read_bytes(), url)
+        # Not the restored dagster.yaml: it points at the live database.
+        home = scratch / "dagster-restored"
+        home.mkdir()
+        (home / "dagster.yaml").write_text(yaml.safe_dump({"storage": {"postgres": {"postgres_url": url}}}))
+        with dg.DagsterInstance.from_config(str(home)) as restored:
+            return len(restored.get_run_records(limit=100_000))
+
+
+def _champion_of_dump(
+    dump: Path, server_url: str | None, model_name: str, model_manifest: dict | None
+) -> tuple[str | None, list[str]]:
+    """The champion in the MLflow server's restored database; its files live in the server's
+    artifact store, so the newest model snapshot must hold exactly that version and digest."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from churn_platform.storage.model_registry import CHAMPION
+
+    if not server_url:
+        return None, ["the backup holds the MLflow server's database and no PostgreSQL server is given"]
+    with scratch_database(server_url, "churn_drill_mlflow") as url:
+        pg_restore(dump.read_bytes(), url)
+        client = MlflowClient(tracking_uri=url, registry_uri=url)
+        try:
+            champion = client.get_model_version_by_alias(model_name, CHAMPION)
+        except MlflowException:
+            return None, [f"the restored MLflow registry has no {CHAMPION!r} alias on {model_name!r}"]
+    version, recorded = str(champion.version), champion.tags.get("model_sha256")
+    backed_up = (model_manifest or {}).get("model", {})
+    if (backed_up.get("version"), backed_up.get("sha256")) != (version, recorded):
+        return version, [
+            f"champion v{version} ({recorded}) is not the newest model snapshot's model "
+            f"(v{backed_up.get('version')}, {backed_up.get('sha256')})"
+        ]
+    return version, []
+
+
+def run_restore_drill(
+    store: BackupStore,
+    model_name: str,
+    now: dt.datetime | None = None,
+    instance_server_url: str | None = None,
+    mlflow_server_url: str | None = None,
+) -> DrillReport:
     """Restore the newest metadata snapshot (verifying every object) into a scratch directory,
     open the restored Dagster instance and MLflow registry, check the champion's files, and verify
-    the newest model snapshot; the report's times are what a real recovery would take here."""
-    import dagster as dg
+    the newest model snapshot; the report's times are what a real recovery would take here.
+    PostgreSQL dumps are restored into scratch databases on the servers of the ``*_server_url``
+    (the live instance's and MLflow's), dropped afterwards."""
 
     now = now or dt.datetime.now(dt.UTC)
     report = DrillReport()
@@ -94,7 +153,9 @@ def run_restore_drill(store: BackupStore, model_name: str, now: dt.datetime | No
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="restore-drill-") as scratch_dir:
         scratch = Path(scratch_dir)
-        targets = {name: scratch / name for name in ("dagster", "mlflow/db", "mlflow/artifacts")}
+        targets = {
+            name: scratch / name for name in ("dagster", "mlflow/db", "mlflow/artifacts", "mlflow/postgres")
+        }
         try:
             report.restored_files = len(restore_snapshot(store, metadata, targets))
         except Exception as exc:
@@ -102,13 +163,22 @@ def run_restore_drill(store: BackupStore, model_name: str, now: dt.datetime | No
             return report
         manifest = json.loads(store.read(f"{metadata.prefix}/{MANIFEST}"))
         try:
-            with dg.DagsterInstance.from_config(str(scratch / "dagster")) as restored:
-                report.runs_restored = len(restored.get_run_records(limit=100_000))
+            report.runs_restored = _restored_runs(scratch, instance_server_url)
         except Exception as exc:
             report.problems.append(f"the restored Dagster instance does not open: {exc}")
-        report.champion_version, problems = _restored_champion(
-            scratch, manifest.get("sources", {}), model_name
-        )
+        mlflow_dump = scratch / "mlflow" / "postgres" / DUMP_FILE
+        try:
+            if mlflow_dump.exists():
+                model_manifest = json.loads(store.read(f"{model.prefix}/{MANIFEST}")) if model else None
+                report.champion_version, problems = _champion_of_dump(
+                    mlflow_dump, mlflow_server_url, model_name, model_manifest
+                )
+            else:
+                report.champion_version, problems = _restored_champion(
+                    scratch, manifest.get("sources", {}), model_name
+                )
+        except Exception as exc:
+            problems = [f"the restored MLflow registry does not open: {exc}"]
         report.problems += problems
         if model is not None:
             report.model_snapshot = model.prefix

@@ -152,6 +152,42 @@ def crm_simulator(
 
 
 @main.command()
+def doctor() -> None:
+    """Connect to each configured service (storage, backups, the Dagster instance, MLflow, the CRM,
+    Spark, Slack) and report what is unreachable or misconfigured, naming the setting; exit 1 if
+    anything is. Nothing is written except a probe file in local directories; no secret is printed."""
+    from churn_platform.cli.doctor import format_report, run_checks, settings_error_results
+    from churn_platform.settings import SettingsError
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        results = settings_error_results(exc)
+    else:
+        results = run_checks(settings)
+    click.echo(format_report(results))
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(results)} checks failed")
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (default: CHURN_SERVING_HOST).")
+@click.option("--port", default=None, type=int, help="Port (default: CHURN_SERVING_PORT).")
+def serve(host: str | None, port: int | None) -> None:
+    """Serve the champion model over HTTP (README, "Real-time scoring"): scores from the online
+    features in Redis, following the `champion` alias without restarts; callers send X-API-Key."""
+    from churn_platform.cli.serve import run
+    from churn_platform.settings import SettingsError
+
+    settings = load_settings()
+    try:
+        run(settings, host or settings.serving.host, port or settings.serving.port)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
 @click.option("--from", "first", required=True, help="First partition (YYYY-MM-DD).")
 @click.option("--to", "last", required=True, help="Last partition (YYYY-MM-DD), inclusive.")
 @click.option(
@@ -256,65 +292,118 @@ def backups_verify(snapshot: str | None) -> None:
 
 @main.command()
 @click.argument("snapshot")
-@click.option("--model-dir", default=None, help="Where a model snapshot's files go (required for one).")
-@click.option("--force", is_flag=True, help="Overwrite files that exist (live data).")
+@click.option("--model-dir", default=None, help="Where a model snapshot's model files go.")
+@click.option(
+    "--training-data", is_flag=True, help="Put a model snapshot's training data back into the warehouse."
+)
+@click.option("--force", is_flag=True, help="Overwrite files and databases that hold data (live data).")
 @click.option("--relocate", is_flag=True, help="Restore the MLflow store somewhere else than it was.")
-def restore(snapshot: str, model_dir: str | None, force: bool, relocate: bool) -> None:
+def restore(snapshot: str, model_dir: str | None, training_data: bool, force: bool, relocate: bool) -> None:
     """Restore SNAPSHOT (a prefix from `churn-platform backups list`): a metadata snapshot into
-    DAGSTER_HOME and the configured MLflow store, a model snapshot into --model-dir. Every object
-    is verified first; nothing is written if any is damaged or, without --force, exists."""
-    import json
-    import os
+    DAGSTER_HOME's instance (its SQLite files, or its PostgreSQL database) and the configured MLflow
+    store (local, or the server's database in CHURN_MLFLOW_DATABASE_URL); a model snapshot's model
+    into --model-dir and/or its training data into the warehouse (--training-data). Every object is
+    verified first; nothing is written if any is damaged or, without --force, a file or database to
+    restore into holds other data."""
     from pathlib import Path
 
-    from churn_platform.backups.catalog import RestoreRefused, find_snapshot, restore_snapshot
+    from churn_platform.backups.catalog import (
+        RestoreRefused,
+        find_snapshot,
+        restore_snapshot,
+        restore_training_data,
+    )
+    from churn_platform.backups.metadata import MetadataBackupError, redacted
+    from churn_platform.resources import build_resources
 
     settings = load_settings()
     store = _backup_store()
     try:
         found = find_snapshot(store, snapshot)
+        databases: dict[str, str] = {}
+        targets: dict[str, Path] = {}
+        written: list = []
         if found.kind == "model":
-            if not model_dir:
-                raise click.UsageError("a model snapshot needs --model-dir")
-            targets = {"model": Path(model_dir)}
+            if not model_dir and not training_data:
+                raise click.UsageError("a model snapshot needs --model-dir and/or --training-data")
+            if training_data:
+                warehouse = build_resources(settings)["io_manager"]
+                written += restore_training_data(store, found, warehouse.path_for, overwrite=force)
+                click.echo(f"  training data     -> {settings.storage.warehouse_dir}")
+            if model_dir:
+                targets = {"model": Path(model_dir)}
+                written += restore_snapshot(store, found, targets, overwrite=force)
         else:
-            home = os.environ.get("DAGSTER_HOME")
-            if not home:
-                raise click.UsageError("set DAGSTER_HOME to the instance directory to restore into")
-            mlflow = settings.mlflow
-            if not mlflow.tracking_uri.startswith("sqlite:///") or "://" in (
-                mlflow.artifact_location or "://"
-            ):
-                raise click.UsageError(
-                    "the configured MLflow store is not a local SQLite store with local artifacts: "
-                    "a metadata snapshot restores only into one"
-                )
-            targets = {
-                "dagster": Path(home),
-                "mlflow/db": Path(mlflow.tracking_uri[len("sqlite:///") :]).parent,
-                "mlflow/artifacts": Path(mlflow.artifact_location),
-            }
-            sources = json.loads(store.read(f"{found.prefix}/manifest.json")).get("sources", {})
-            moved = {
-                folder: (sources[folder], str(path))
-                for folder, path in targets.items()
-                if folder.startswith("mlflow/")
-                and folder in sources
-                and Path(sources[folder]) != path.absolute()
-            }
-            if moved and not relocate:
-                raise click.UsageError(
-                    "the MLflow store would move ("
-                    + "; ".join(f"{f}: {a} -> {b}" for f, (a, b) in moved.items())
-                    + "): its database records absolute artifact paths, so the restored registry would "
-                    "point at the old place. Set CHURN_MLFLOW_DIR to where it was, or pass --relocate"
-                )
-        written = restore_snapshot(store, found, targets, overwrite=force)
-    except RestoreRefused as exc:
+            targets, databases = _metadata_targets(settings, store, found, relocate)
+            written = restore_snapshot(store, found, targets, overwrite=force, databases=databases)
+    except (RestoreRefused, MetadataBackupError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"restored {len(written)} files from {found.prefix} (all verified)")
+    click.echo(f"restored {len(written)} files and databases from {found.prefix} (all verified)")
     for folder, path in targets.items():
         click.echo(f"  {folder:17} -> {path}")
+    for folder, url in databases.items():
+        click.echo(f"  {folder:17} -> {redacted(url)}")
+
+
+def _metadata_targets(settings, store, found, relocate: bool) -> tuple[dict, dict[str, str]]:
+    """Where a metadata snapshot's folders go: files into DAGSTER_HOME and the local MLflow store,
+    pg_dump archives into the instance's and the MLflow server's databases."""
+    import json
+    import os
+    from pathlib import Path
+
+    import dagster as dg
+
+    from churn_platform.backups.metadata import postgres_url_of
+    from churn_platform.storage.credentials import env_secret, reveal
+
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        raise click.UsageError("set DAGSTER_HOME to the instance directory to restore into")
+    folders = {name.rsplit("/", 1)[0] for name in found.objects}
+    targets: dict[str, Path] = {"dagster": Path(home)}
+    databases: dict[str, str] = {}
+    if "dagster/postgres" in folders:
+        with dg.DagsterInstance.get() as instance:
+            instance_url = postgres_url_of(instance)
+        if instance_url is None:
+            raise click.UsageError(
+                "the snapshot holds a PostgreSQL instance and DAGSTER_HOME's instance is not on PostgreSQL: "
+                "configure its storage as deploy/dagster.yaml does"
+            )
+        databases["dagster/postgres"] = instance_url
+    mlflow = settings.mlflow
+    if "mlflow/postgres" in folders:
+        secret = reveal(env_secret("CHURN_MLFLOW_DATABASE_URL", settings.secrets_set))
+        url = mlflow.tracking_uri if mlflow.tracking_uri.startswith("postgresql") else secret
+        if not url:
+            raise click.UsageError(
+                "the snapshot holds the MLflow server's database: set CHURN_MLFLOW_DATABASE_URL to the "
+                "(empty) database to restore it into"
+            )
+        databases["mlflow/postgres"] = url
+        return targets, databases
+    if not mlflow.tracking_uri.startswith("sqlite:///") or "://" in (mlflow.artifact_location or "://"):
+        raise click.UsageError(
+            "the snapshot holds a local MLflow store and the configured one is not a local SQLite store "
+            "with local artifacts"
+        )
+    targets["mlflow/db"] = Path(mlflow.tracking_uri[len("sqlite:///") :]).parent
+    targets["mlflow/artifacts"] = Path(mlflow.artifact_location)
+    sources = json.loads(store.read(f"{found.prefix}/manifest.json")).get("sources", {})
+    moved = {
+        folder: (sources[folder], str(path))
+        for folder, path in targets.items()
+        if folder.startswith("mlflow/") and folder in sources and Path(sources[folder]) != path.absolute()
+    }
+    if moved and not relocate:
+        raise click.UsageError(
+            "the MLflow store would move ("
+            + "; ".join(f"{f}: {a} -> {b}" for f, (a, b) in moved.items())
+            + "): its database records absolute artifact paths, so the restored registry would "
+            "point at the old place. Set CHURN_MLFLOW_DIR to where it was, or pass --relocate"
+        )
+    return targets, databases
 
 
 @main.command("rebuild-model")

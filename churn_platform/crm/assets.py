@@ -8,6 +8,7 @@ from churn_platform.crm.sentiment import score_ticket_sentiment
 from churn_platform.crm.tickets import normalize_tickets
 from churn_platform.crm.zendesk_api import CRMRequestRefused
 from churn_platform.orchestration import asset_keys as keys
+from churn_platform.orchestration import pools
 from churn_platform.orchestration.partitions import PlatformPartitions
 from churn_platform.orchestration.retries import EXTERNAL_CALL_RETRY
 
@@ -21,6 +22,7 @@ def build_crm_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefinition
         metadata={"partition_column": "updated_date"},
         kinds={"pandas", "parquet"},
         retry_policy=EXTERNAL_CALL_RETRY,
+        pool=pools.CRM_API,
     )
     def crm_tickets(context: dg.AssetExecutionContext, crm: CRMResource) -> pd.DataFrame:
         """Support tickets created or updated on the day, in their latest state, one row per ticket.

@@ -55,12 +55,15 @@ class SparkEngine(FeatureEngine):
     def from_settings(cls, settings: EngineSettings) -> "SparkEngine":
         return cls(
             pyspark=LazyPySparkResource(
-                spark_config=spark_config(
-                    settings.spark_master,
-                    settings.spark_shuffle_partitions,
-                    settings.spark_driver_memory,
-                    settings.spark_packages,
-                )
+                spark_config={
+                    **spark_config(
+                        settings.spark_master,
+                        settings.spark_shuffle_partitions,
+                        settings.spark_driver_memory,
+                        settings.spark_packages,
+                    ),
+                    **settings.extra_spark_conf(),
+                }
             )
         )
 

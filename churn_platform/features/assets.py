@@ -13,6 +13,7 @@ from churn_platform.engines.base import FeatureEngine
 from churn_platform.features.activity import compute_daily_activity
 from churn_platform.features.rolling import compute_customer_features
 from churn_platform.orchestration import asset_keys as keys
+from churn_platform.orchestration import pools
 from churn_platform.orchestration.partitions import PlatformPartitions
 from churn_platform.storage.parquet_files import ParquetFiles
 
@@ -33,6 +34,7 @@ def build_feature_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefini
         metadata={"partition_column": "activity_date"},
         automation_condition=partitions.on_upstream_change(),
         kinds={"sql", "parquet"},
+        pool=pools.FEATURE_ENGINE,
     )
     def customer_daily_activity(
         feature_engine: FeatureEngine, interaction_logs: ParquetFiles, ticket_sentiment: pd.DataFrame
@@ -53,6 +55,7 @@ def build_feature_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefini
         metadata={"partition_column": "as_of_date"},
         automation_condition=partitions.on_upstream_change(),
         kinds={"sql", "parquet"},
+        pool=pools.FEATURE_ENGINE,
     )
     def customer_features(
         context: dg.AssetExecutionContext,

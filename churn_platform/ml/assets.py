@@ -25,6 +25,7 @@ from churn_platform.ml.training import (
     training_lineage,
 )
 from churn_platform.orchestration import asset_keys as keys
+from churn_platform.orchestration import pools
 from churn_platform.orchestration.partitions import LABEL_HORIZON_DAYS, PlatformPartitions
 from churn_platform.orchestration.retries import EXTERNAL_CALL_RETRY
 from churn_platform.settings.promotion import PromotionSettings
@@ -70,6 +71,7 @@ def build_ml_assets(
         metadata={"partition_column": "as_of_date"},
         kinds={"sql", "parquet"},
         automation_condition=partitions.on_upstream_change(),
+        pool=pools.FEATURE_ENGINE,
     )
     def churn_labels(
         context: dg.AssetExecutionContext,
@@ -128,6 +130,7 @@ def build_ml_assets(
         ins={"training_set": dg.AssetIn(key=keys.TRAINING_SET)},
         retry_policy=EXTERNAL_CALL_RETRY,
         kinds={"scikitlearn", "mlflow"},
+        pool=pools.TRAINING,
     )
     def churn_model(
         context: dg.AssetExecutionContext,

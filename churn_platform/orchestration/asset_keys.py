@@ -12,6 +12,7 @@ TRAINING_SET = dg.AssetKey(["ml", "training_set"])
 CHURN_MODEL = dg.AssetKey(["ml", "churn_model"])
 CHURN_SCORES = dg.AssetKey(["ml", "churn_scores"])
 FEATURE_DRIFT = dg.AssetKey(["ml", "feature_drift"])
+ONLINE_CUSTOMER_FEATURES = dg.AssetKey(["online", "customer_features"])
 MODEL_SNAPSHOT = dg.AssetKey(["backups", "model_snapshot"])
 PLATFORM_METADATA = dg.AssetKey(["backups", "platform_metadata"])
 RESTORE_DRILL = dg.AssetKey(["backups", "restore_drill"])
@@ -27,6 +28,7 @@ ALL = (
     CHURN_MODEL,
     CHURN_SCORES,
     FEATURE_DRIFT,
+    ONLINE_CUSTOMER_FEATURES,
     MODEL_SNAPSHOT,
     PLATFORM_METADATA,
     RESTORE_DRILL,

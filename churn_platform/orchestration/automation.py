@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from churn_platform.orchestration import kubernetes
+
 
 def on_upstream_change(lookback: dt.timedelta, ignore: Sequence[dg.AssetKey] = ()) -> dg.AutomationCondition:
     """Materialize a partition when a partition it reads was updated (or it newly became missing
@@ -49,6 +51,8 @@ def build_automation_sensor(
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=default_status(running),
         description="Brings derived partitions up to date when the partitions they read change.",
+        # Its runs may hold features or labels (Spark driver or DuckDB in the pod): size for those.
+        run_tags=kubernetes.run_tags("spark_driver"),
     )
 
 

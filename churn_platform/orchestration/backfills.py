@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from churn_platform.orchestration import kubernetes
 from churn_platform.orchestration.graphql import GraphQLError, graphql
 
 LAUNCH_BACKFILL = """
@@ -48,6 +49,10 @@ def launch_backfill(url: str, asset_keys: Sequence[dg.AssetKey], first: str, las
         {
             "params": {
                 "fromFailure": False,
+                # Sizes the run pod under the Kubernetes run launcher (by the heaviest asset).
+                "tags": [
+                    {"key": k, "value": v} for k, v in kubernetes.run_tags_for_assets(asset_keys).items()
+                ],
                 "partitionsByAssets": [
                     {
                         "assetKey": {"path": list(key.path)},

@@ -3,29 +3,41 @@
 import dagster as dg
 
 from churn_platform.orchestration import asset_keys as keys
+from churn_platform.orchestration import kubernetes
 
 daily_ingestion_job = dg.define_asset_job(
     "daily_ingestion_job",
     selection=dg.AssetSelection.groups("raw", "enriched", "features"),
     description="Raw tickets and logs, sentiment, daily activity and rolling customer features.",
+    tags=kubernetes.job_run_tags("daily_ingestion_job"),
 )
 
 labels_job = dg.define_asset_job(
     "labels_job",
     selection=dg.AssetSelection.assets(keys.CHURN_LABELS),
     description="Churn labels for as-of dates whose 30-day outcome window has elapsed.",
+    tags=kubernetes.job_run_tags("labels_job"),
 )
 
 training_job = dg.define_asset_job(
     "training_job",
     selection=dg.AssetSelection.assets(keys.TRAINING_SET, keys.CHURN_MODEL, keys.MODEL_SNAPSHOT),
     description="Training set, churn model and its backup, as of a labelled date.",
+    tags=kubernetes.job_run_tags("training_job"),
 )
 
 scoring_job = dg.define_asset_job(
     "scoring_job",
     selection=dg.AssetSelection.assets(keys.CHURN_SCORES, keys.FEATURE_DRIFT),
     description="Daily churn scores from the champion model, and feature drift against training data.",
+    tags=kubernetes.job_run_tags("scoring_job"),
+)
+
+online_features_job = dg.define_asset_job(
+    "online_features_job",
+    selection=dg.AssetSelection.assets(keys.ONLINE_CUSTOMER_FEATURES),
+    description="The day's customer features into the online store (Redis) for `churn-platform serve`.",
+    tags=kubernetes.job_run_tags("online_features_job"),
 )
 
 metadata_backup_job = dg.define_asset_job(
@@ -33,6 +45,14 @@ metadata_backup_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(keys.PLATFORM_METADATA, keys.RESTORE_DRILL),
     description="A consistent copy of the Dagster instance and the MLflow store in the backup store, "
     "then the restore drill on it.",
+    tags=kubernetes.job_run_tags("metadata_backup_job"),
 )
 
-ALL_JOBS = [daily_ingestion_job, labels_job, training_job, scoring_job, metadata_backup_job]
+ALL_JOBS = [
+    daily_ingestion_job,
+    labels_job,
+    training_job,
+    scoring_job,
+    online_features_job,
+    metadata_backup_job,
+]

@@ -1,7 +1,7 @@
 """Configuration: the environment is read here, once, and the result passed down.
 
 Each concern has its section (storage, backup protection, pipeline calendar, CRM, MLflow, promotion costs, feature
-engine, automation, alerts) declared with ``setting()``: variable, default, validation and meaning written once, and
+engine, automation, alerts, serving) declared with ``setting()``: variable, default, validation and meaning written once, and
 rendered into the README's configuration tables by ``docs.py``. Secrets are never read here:
 resources reference them by name with ``dagster.EnvVar``.
 
@@ -18,6 +18,7 @@ from churn_platform.settings.mlflow import MLflowSettings
 from churn_platform.settings.pipeline import PipelineSettings
 from churn_platform.settings.platform import PlatformSettings, load_settings
 from churn_platform.settings.promotion import PromotionSettings
+from churn_platform.settings.serving import ServingSettings
 from churn_platform.settings.storage import ENVIRONMENTS, StorageSettings
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "PipelineSettings",
     "PlatformSettings",
     "PromotionSettings",
+    "ServingSettings",
     "SettingsError",
     "StorageSettings",
     "load_settings",

@@ -23,6 +23,7 @@ TITLES = {
     "engine": "Feature engine",
     "automation": "Automation (sensors and schedules)",
     "alerts": "Alerts",
+    "serving": "Real-time scoring (online features, the scoring service)",
 }
 
 

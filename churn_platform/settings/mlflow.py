@@ -2,6 +2,7 @@
 
 import os
 from dataclasses import dataclass
+from typing import ClassVar
 
 from churn_platform.settings.declare import setting
 
@@ -27,6 +28,12 @@ class MLflowSettings:
         default_doc="`$CHURN_MLFLOW_DIR/artifacts` with the SQLite store; the server's own otherwise",
     )
     ui_url: str = setting("CHURN_MLFLOW_UI_URL", "http://127.0.0.1:5000", "MLflow UI, for links in metadata")
+
+    SECRETS: ClassVar[dict[str, str]] = {
+        "CHURN_MLFLOW_DATABASE_URL": "with a tracking server: its PostgreSQL database "
+        "(`postgresql://user:password@host/db`), which `backups/platform_metadata` dumps with pg_dump; "
+        "read through `dagster.EnvVar`",
+    }
 
     def resolved(self, local_data_dir: str) -> "MLflowSettings":
         """Defaults that derive from the local data directory, filled in."""

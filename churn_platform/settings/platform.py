@@ -8,11 +8,12 @@ from churn_platform.settings.alerts import AlertSettings
 from churn_platform.settings.automation import AutomationSettings
 from churn_platform.settings.backups import BackupSettings
 from churn_platform.settings.crm import CRMSettings
-from churn_platform.settings.declare import read_section
+from churn_platform.settings.declare import SettingsError, read_section
 from churn_platform.settings.engine import EngineSettings
 from churn_platform.settings.mlflow import MLflowSettings
 from churn_platform.settings.pipeline import PipelineSettings
 from churn_platform.settings.promotion import PromotionSettings
+from churn_platform.settings.serving import ServingSettings
 from churn_platform.settings.storage import StorageSettings
 
 # The sections in the order the README documents them.
@@ -26,6 +27,7 @@ SECTIONS = {
     "engine": EngineSettings,
     "automation": AutomationSettings,
     "alerts": AlertSettings,
+    "serving": ServingSettings,
 }
 
 
@@ -40,6 +42,7 @@ class PlatformSettings:
     engine: EngineSettings
     automation: AutomationSettings
     alerts: AlertSettings
+    serving: ServingSettings
     # Which of the sections' declared secrets are set (names only: values are never read here;
     # resources pass them on as dagster.EnvVar references, resolved at run time).
     secrets_set: frozenset[str] = frozenset()
@@ -49,9 +52,41 @@ def build_settings(
     sections: Mapping[str, object], secrets_set: frozenset[str] = frozenset()
 ) -> PlatformSettings:
     local_data_dir = sections["storage"].data_dir
-    return PlatformSettings(
+    settings = PlatformSettings(
         **{**sections, "mlflow": sections["mlflow"].resolved(local_data_dir)}, secrets_set=secrets_set
     )
+    if settings.storage.production:
+        check_production(settings)
+    return settings
+
+
+# A registry every pod and the scoring path share: a server, or a database MLflow connects to.
+SHARED_REGISTRY_SCHEMES = ("http", "https", "postgresql", "mysql", "mssql", "databricks")
+
+
+def check_production(settings: PlatformSettings) -> None:
+    """What the production profiles (CHURN_ENV=production-s3/-gcs) require beyond their store; the
+    error names each setting to change (and never prints a value that may hold a password)."""
+    env = settings.storage.env
+    problems = []
+    scheme = (settings.mlflow.tracking_uri or "").split(":", 1)[0].split("+", 1)[0].lower()
+    if scheme not in SHARED_REGISTRY_SCHEMES:
+        problems.append(
+            f"CHURN_MLFLOW_TRACKING_URI is a local {scheme or 'path'} store: set it to the MLflow server "
+            "(http://...) or its database"
+        )
+    if settings.engine.feature_engine != "spark":
+        problems.append("CHURN_FEATURE_ENGINE must be `spark`")
+    if settings.engine.spark_master.startswith("local"):
+        problems.append(
+            "CHURN_SPARK_MASTER must name a cluster (spark://host:7077, k8s://..., yarn), not local[...]"
+        )
+    if "SLACK_WEBHOOK_URL" not in settings.secrets_set:
+        problems.append("SLACK_WEBHOOK_URL must be set (failure alerts)")
+    if not settings.crm.url:
+        problems.append("CHURN_CRM_URL must be set (the Zendesk account; the simulator is for development)")
+    if problems:
+        raise SettingsError(f"CHURN_ENV={env} is not a production configuration: " + "; ".join(problems))
 
 
 def declared_secrets() -> list[str]:

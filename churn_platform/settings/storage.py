@@ -6,13 +6,19 @@ from typing import ClassVar
 
 from churn_platform.settings.declare import SettingsError, setting
 
-ENVIRONMENTS = ("local", "s3", "gcs")
+ENVIRONMENTS = ("local", "s3", "gcs", "production-s3", "production-gcs")
+PRODUCTION = "production-"
 
 
 @dataclass(frozen=True)
 class StorageSettings:
     env: str = setting(
-        "CHURN_ENV", "local", "`local`, `s3` or `gcs`: which storage the resources use", choices=ENVIRONMENTS
+        "CHURN_ENV",
+        "local",
+        "`local`, `s3` or `gcs`: which storage the resources use; `production-s3` and `production-gcs` use "
+        "the same stores and also require a shared MLflow registry, Spark on a cluster, Slack alerts and a "
+        "Zendesk URL (README, Deploying to production)",
+        choices=ENVIRONMENTS,
     )
     data_dir: str | None = setting(
         "CHURN_DATA_DIR",
@@ -73,15 +79,24 @@ class StorageSettings:
         # Beside the data directory, not inside it: deleting the data must not delete its backups.
         backup_dir = self.backup_dir or str(Path(data_dir).parent / f"{Path(data_dir).name}_backups")
         object.__setattr__(self, "backup_dir", str(Path(backup_dir).absolute()))
-        if self.env == "local":
+        if self.store == "local":
             return
         for variable, value, why in self._required():
             if not value:
                 raise SettingsError(f"{variable} must be set when CHURN_ENV={self.env}{why}")
 
+    @property
+    def store(self) -> str:
+        """`local`, `s3` or `gcs`, whichever the profile."""
+        return self.env.removeprefix(PRODUCTION)
+
+    @property
+    def production(self) -> bool:
+        return self.env.startswith(PRODUCTION)
+
     def _required(self) -> list[tuple[str, str | None, str]]:
         backups = " (backups live in their own bucket)"
-        if self.env == "s3":
+        if self.store == "s3":
             return [
                 ("CHURN_S3_BUCKET", self.s3_bucket, ""),
                 ("CHURN_S3_BACKUP_BUCKET", self.s3_backup_bucket, backups),
@@ -94,24 +109,24 @@ class StorageSettings:
     @property
     def data_root(self) -> str:
         """A local directory, s3://bucket/prefix or gs://bucket/prefix."""
-        if self.env == "s3":
+        if self.store == "s3":
             return f"s3://{self.s3_bucket}/{self.s3_prefix.strip('/')}"
-        if self.env == "gcs":
+        if self.store == "gcs":
             return f"gs://{self.gcs_bucket}/{self.gcs_prefix.strip('/')}"
         return self.data_dir
 
     @property
     def backup_root(self) -> str:
         """A separate location (bucket) for backups."""
-        if self.env == "s3":
+        if self.store == "s3":
             return f"s3://{self.s3_backup_bucket}/{self.s3_prefix.strip('/')}"
-        if self.env == "gcs":
+        if self.store == "gcs":
             return f"gs://{self.gcs_backup_bucket}/{self.gcs_prefix.strip('/')}"
         return self.backup_dir
 
     @property
     def endpoint_url(self) -> str | None:
-        return {"s3": self.s3_endpoint_url, "gcs": self.gcs_endpoint_url}.get(self.env)
+        return {"s3": self.s3_endpoint_url, "gcs": self.gcs_endpoint_url}.get(self.store)
 
     @property
     def landing_dir(self) -> str:

@@ -67,6 +67,15 @@ def _remote_error(path: UPath, action: str, exc: Exception) -> StorageError:
     return StorageError(f"could not {action} {uri}: {type(exc).__name__}: {exc}")
 
 
+def _new_file_mode() -> int:
+    umask = os.umask(0o022)  # read it back: the only portable way to learn the umask
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+NEW_FILE_MODE = _new_file_mode()
+
+
 def write_bytes_atomic(path: UPath, data: bytes | memoryview) -> None:
     """Write an object so that readers see either the previous version or the whole new one.
 
@@ -79,6 +88,9 @@ def write_bytes_atomic(path: UPath, data: bytes | memoryview) -> None:
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".part")
         try:
+            # mkstemp creates 0600; the file gets the mode any new file gets (0644 under the usual
+            # umask), so Spark executors and backup jobs running as another user can read it.
+            os.fchmod(fd, NEW_FILE_MODE)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()

@@ -102,6 +102,9 @@ class MLflowTracking(dg.ConfigurableResource):
     experiment_name: str = "churn_platform"
     model_name: str = "churn_model"
     ui_url: str | None = Field(default=None, description="Base URL of the MLflow UI, for links in metadata.")
+    database_url: str | None = Field(
+        default=None, description="A tracking server's PostgreSQL database, for metadata backups (a secret)."
+    )
 
     def client(self) -> MlflowClient:
         if self.tracking_uri.startswith("sqlite:///"):

@@ -1,6 +1,8 @@
-"""One feature definition, two engines: DuckDB and Spark (local mode) must agree."""
+"""One feature definition, two engines: DuckDB and Spark (on a real standalone cluster) must agree."""
 
+import json
 import re
+import urllib.request
 
 import dagster as dg
 import pandas as pd
@@ -20,12 +22,13 @@ from churn_platform.logs.parsing import parse_log_file
 from churn_platform.ml.labels import compute_churn_labels
 from churn_platform.orchestration import asset_keys as keys
 from churn_platform.orchestration.run_tags import partition_range_tags
-from churn_platform.settings import load_settings
+from churn_platform.settings import SettingsError, load_settings
 from churn_platform.storage.connection import ObjectStoreConnection
 from churn_platform.storage.files import StorageError
 from churn_platform.storage.parquet_io_manager import ParquetIOManager
 from churn_platform.synthetic.generator import events_to_jsonl, generate
 from churn_platform_tests.support.data import S3_TEST_ENV, START, generate_into
+from churn_platform_tests.support.deployment import start_spark_cluster
 
 LOGS, ACTIVITY = keys.INTERACTION_LOGS, keys.CUSTOMER_DAILY_ACTIVITY
 SPARK_METADATA = b"org.apache.spark.sql.parquet.row.metadata"  # in the footer of files Spark wrote
@@ -34,11 +37,34 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def spark_engine():
-    # One local session for the module (it takes ~15 s to start); small shuffles for small data.
-    engine = SparkEngine(pyspark=LazyPySparkResource(spark_config=spark_config("local[2]", 2, "1g")))
+def spark_cluster(tmp_path_factory):
+    """A real standalone cluster: the master and a worker, each its own JVM; the executors run
+    in a third, so every table crosses the network and every file is written by another process."""
+    cluster = start_spark_cluster(tmp_path_factory.mktemp("spark"), cores=2, memory="2g")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def spark_engine(spark_cluster):
+    # One session for the module (it takes ~15 s to start); small shuffles for small data.
+    engine = SparkEngine(
+        pyspark=LazyPySparkResource(spark_config=spark_config(spark_cluster.master_url, 2, "1g"))
+    )
     yield engine
     engine.pyspark.spark_session.stop()
+
+
+def test_the_parity_tests_run_on_the_standalone_cluster(spark_engine, spark_cluster):
+    session = spark_engine.pyspark.spark_session
+    assert session.sparkContext.master == spark_cluster.master_url
+    assert session.range(1000).selectExpr("sum(id)").collect()[0][0] == 499500
+    # The master sees this session as an application holding the worker's cores: the work ran in
+    # an executor of the worker, not in the driver.
+    with urllib.request.urlopen(f"{spark_cluster.web_url}/json/", timeout=10) as response:
+        master = json.load(response)
+    (app,) = [a for a in master["activeapps"] if a["id"] == session.sparkContext.applicationId]
+    assert app["cores"] > 0 and master["aliveworkers"] == 1
 
 
 @pytest.fixture(scope="module")
@@ -301,9 +327,11 @@ def test_spark_settings_come_from_the_environment():
             "CHURN_SPARK_SHUFFLE_PARTITIONS": "64",
             "CHURN_SPARK_DRIVER_MEMORY": "6g",
             "CHURN_SPARK_PACKAGES": "org.apache.hadoop:hadoop-aws:3.4.1",
+            "CHURN_SPARK_CONF": "spark.driver.host=10.0.0.7; spark.sql.shuffle.partitions=32;",
         }
     )
     config = build_definitions(settings).resources["feature_engine"].pyspark.spark_config
+    assert config["spark.driver.host"] == "10.0.0.7"  # CHURN_SPARK_CONF: any property, and it wins
     assert {
         k: config[k]
         for k in (
@@ -314,11 +342,19 @@ def test_spark_settings_come_from_the_environment():
         )
     } == {
         "spark.master": "spark://spark-master:7077",
-        "spark.sql.shuffle.partitions": "64",
+        "spark.sql.shuffle.partitions": "32",  # CHURN_SPARK_CONF wins over CHURN_SPARK_SHUFFLE_PARTITIONS
         "spark.driver.memory": "6g",
         "spark.jars.packages": "org.apache.hadoop:hadoop-aws:3.4.1",
     }
     assert "spark.jars.packages" not in spark_config("local[2]", 2, "1g")  # nothing to fetch by default
+
+
+@pytest.mark.parametrize("conf", ["spark.driver.host", "driver.host=x", "spark.a=1;oops"])
+def test_a_malformed_spark_conf_is_refused_naming_the_pair(conf):
+    with pytest.raises(
+        SettingsError, match=r"CHURN_SPARK_CONF: '.*' is not a `spark.<property>=<value>` pair"
+    ):
+        load_settings({"CHURN_SPARK_CONF": conf})
 
 
 def test_a_spark_job_failing_mid_write_leaves_no_files_and_no_staging(warehouse, spark_engine, tmp_path):

@@ -169,6 +169,21 @@ def test_failed_write_keeps_previous_version_and_leaves_no_partial_file(tmp_path
     assert os.listdir(tmp_path / "x") == ["2026-01-01.parquet"]
 
 
+def test_files_are_created_with_the_processes_umask_not_private_to_the_writer(tmp_path):
+    """Spark executors and backup jobs may run as another user: a warehouse file is 0644 under the
+    usual umask (tempfile.mkstemp alone would leave it 0600)."""
+    from upath import UPath
+
+    target = UPath(str(tmp_path)) / "x" / "2026-01-01.parquet"
+    files.write_bytes_atomic(target, b"rows")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    mode = os.stat(target.path).st_mode & 0o777
+    assert mode == 0o666 & ~umask
+    if umask == 0o022:
+        assert mode == 0o644
+
+
 def test_unpartitioned_assets_are_stored_by_key_path(tmp_path):
     @dg.asset(key=["ml", "summary"])
     def summary() -> pd.DataFrame:

@@ -47,7 +47,8 @@ class DagsterDev:
     def __init__(self, home: Path, env: Mapping[str, str]) -> None:
         self.home = home
         home.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+        if not (home / "dagster.yaml").exists():  # a test may have written its own instance
+            shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, **env, "DAGSTER_HOME": str(home)}
