@@ -23,12 +23,16 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/churn-platform demo
 
-# PostgreSQL on loopback, for the production-instance and MLflow-server tests (deploy/): started
-# when it is stopped (Debian's cluster tools; CHURN_TEST_PG_HOST/_PORT/_USER point elsewhere).
+# PostgreSQL on loopback, for the production-instance, MLflow-server and metadata-backup tests, and
+# Redis, for the online feature store and the scoring service: each started when it is stopped
+# (Debian's packages; CHURN_TEST_PG_HOST/_PORT/_USER point the tests at another PostgreSQL).
 services:
 	@pg_isready -q -h $${CHURN_TEST_PG_HOST:-127.0.0.1} -p $${CHURN_TEST_PG_PORT:-5432} \
 		|| pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | tail -1) main start
 	@pg_isready -h $${CHURN_TEST_PG_HOST:-127.0.0.1} -p $${CHURN_TEST_PG_PORT:-5432} -t 30
+	@redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 \
+		|| redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+	@redis-cli -h 127.0.0.1 ping
 
 # Lint and the definitions check first (seconds), every benchmark once at a tiny size, then the suite.
 test: $(STAMP) services lint check-defs bench-smoke

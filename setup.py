@@ -44,6 +44,7 @@ setup(
         "fastapi>=0.110",  # `churn-platform serve` (real-time scoring)
         "uvicorn>=0.29",
         "redis>=5",  # the online feature store
+        "psutil>=5.9",  # the local run launcher's worker health check (run monitoring)
         "click>=8.1",
     ],
     extras_require={

@@ -67,6 +67,7 @@ PRODUCTION_S3 = {
     "CHURN_S3_BUCKET": "data",
     "CHURN_S3_BACKUP_BUCKET": "vault",
     "CHURN_MLFLOW_TRACKING_URI": "http://mlflow.churn.svc:5000",
+    "CHURN_MLFLOW_DATABASE_URL": "postgresql://mlflow:secret@db/mlflow",
     "CHURN_FEATURE_ENGINE": "spark",
     "CHURN_SPARK_MASTER": "spark://spark-master:7077",
     "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/secret-token",
@@ -85,10 +86,16 @@ def test_the_production_profile_uses_its_store_and_builds_the_same_graph():
 @pytest.mark.parametrize(
     "change, named",
     [
-        ({"CHURN_MLFLOW_TRACKING_URI": ""}, "CHURN_MLFLOW_TRACKING_URI is a local sqlite store"),
+        ({"CHURN_MLFLOW_TRACKING_URI": ""}, "CHURN_MLFLOW_TRACKING_URI is a sqlite store"),
         (
             {"CHURN_MLFLOW_TRACKING_URI": "file:///srv/mlruns"},
-            "CHURN_MLFLOW_TRACKING_URI is a local file store",
+            "CHURN_MLFLOW_TRACKING_URI is a file store",
+        ),
+        ({"CHURN_MLFLOW_TRACKING_URI": "mysql://db/mlflow"}, "CHURN_MLFLOW_TRACKING_URI is a mysql store"),
+        ({"CHURN_MLFLOW_DATABASE_URL": ""}, "CHURN_MLFLOW_DATABASE_URL must be set"),
+        (
+            {"CHURN_MLFLOW_TRACKING_URI": "postgresql+psycopg2://mlflow@db/mlflow"},
+            "CHURN_MLFLOW_ARTIFACT_LOCATION must be s3://... or gs://...",
         ),
         ({"CHURN_FEATURE_ENGINE": "duckdb"}, "CHURN_FEATURE_ENGINE must be `spark`"),
         ({"CHURN_SPARK_MASTER": "local[*]"}, "CHURN_SPARK_MASTER must name a cluster"),
@@ -103,8 +110,12 @@ def test_the_production_profile_refuses_what_production_cannot_run_on(change, na
 
 
 def test_the_production_check_never_prints_the_registry_password():
-    uri = "mysql+pymysql://mlflow:hunter2@db/mlflow"  # accepted; a sqlite:// with a password is not a thing
-    assert load_settings({**PRODUCTION_S3, "CHURN_MLFLOW_TRACKING_URI": uri}).mlflow.tracking_uri == uri
+    uri = "postgresql+psycopg2://mlflow:hunter2@db/mlflow"  # accepted, with its artifacts on S3
+    direct = {
+        "CHURN_MLFLOW_TRACKING_URI": uri,
+        "CHURN_MLFLOW_ARTIFACT_LOCATION": "s3://acme-mlflow/artifacts",
+    }
+    assert load_settings({**PRODUCTION_S3, **direct}).mlflow.tracking_uri == uri
     with pytest.raises(SettingsError) as refused:
         load_settings({**PRODUCTION_S3, "CHURN_MLFLOW_TRACKING_URI": "file://u:hunter2@host/x"})
     assert "hunter2" not in str(refused.value)

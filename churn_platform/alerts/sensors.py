@@ -55,12 +55,18 @@ def raise_if_failed(report: DeliveryReport, alert_id: str | None = None) -> None
     raise RuntimeError(f"{what} not delivered: {details} (kept in the outbox, retried with backoff)")
 
 
+# How the processes that notice a dead run worker word it: the code server that started it, and
+# run monitoring once it gives up on the worker (not its "Resuming run" attempts, and not the
+# Kubernetes launcher's routine "run worker job created" events).
+WORKER_DEATH_MARKERS = (("Run execution process for",), ("Detected run worker status", "Marking run"))
+
+
 def worker_crash(instance: dg.DagsterInstance, run_id: str) -> str | None:
-    """Why a run's worker process died, as whoever noticed it (the code server, or run monitoring
-    through the run launcher) recorded it: "... was terminated by signal 9 (SIGKILL) ..."."""
+    """Why a run's worker process died, as whoever noticed it recorded it: "... was terminated by
+    signal 9 (SIGKILL) ...", or run monitoring's verdict; None when nobody recorded one."""
     for record in reversed(instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)):
         message = record.message or ""
-        if "Run execution process" in message or "run worker" in message.lower():
+        if any(all(part in message for part in marker) for marker in WORKER_DEATH_MARKERS):
             return message
     return None
 

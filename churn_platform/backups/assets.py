@@ -217,18 +217,18 @@ def build_backup_assets(
                 allow_retries=False,
             )
         prefix = f"metadata/{created.strftime('%Y%m%dT%H%M%S%fZ')}"
-        objects = {}
+        objects: dict[str, dict] = {}  # name -> sha256 and size: each object's bytes are dropped once written
         with refusals_are_final():
             protection = backup_store.ensure_protected()
             for name, data in snapshot_files(sources):
                 backup_store.write_once(f"{prefix}/{name}", data)
-                objects[name] = data
+                objects |= object_entries({name: data})
             manifest = {
                 "format": "churn_platform.metadata_snapshot/v1",
                 "kind": "metadata",
                 "created": created.isoformat(),
                 "sources": {s.name: str(s.root) for s in sources},
-                "objects": object_entries(objects),
+                "objects": dict(sorted(objects.items())),
             }
             manifest_uri = backup_store.write_once(f"{prefix}/{MANIFEST}", manifest_bytes(manifest))
         expired = snapshots_to_expire(list_snapshots(backup_store), keep_daily, keep_weekly, created)
@@ -247,7 +247,7 @@ def build_backup_assets(
                 "expired": to_json_metadata([old.prefix for old in expired]),
                 "manifest": dg.MetadataValue.path(manifest_uri),
                 "objects": len(objects),
-                "bytes": sum(len(d) for d in objects.values()),
+                "bytes": sum(entry["bytes"] for entry in objects.values()),
                 "protection": to_json_metadata(protection),
             }
         )

@@ -18,7 +18,7 @@ import sqlite3
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,7 +48,7 @@ class DatabaseDump:
     """A PostgreSQL database to dump: ``<name>/database.pgdump`` in the snapshot."""
 
     name: str
-    url: str  # may hold a password: only redacted() goes into messages and manifests
+    url: str = field(repr=False)  # may hold a password: only redacted() goes into messages and manifests
 
     @property
     def root(self) -> str:
@@ -66,23 +66,23 @@ def redacted(url: str) -> str:
 
 
 def _libpq(url: str) -> tuple[list[str], dict[str, str]]:
-    """Connection arguments for pg_dump/pg_restore, and the environment holding the password
-    (PGPASSWORD, so it is in neither the command line nor any message)."""
-    from sqlalchemy.engine import make_url
+    """Connection arguments for pg_dump/pg_restore: the URL as a libpq URI (host, port, user,
+    database and every query parameter: sslmode, sslrootcert, a Unix-socket host ...) without its
+    password, which goes in PGPASSWORD, so it is in neither the command line nor any message."""
+    from sqlalchemy.engine import URL, make_url
 
     parsed = make_url(url)
-    if not parsed.drivername.startswith("postgresql"):
-        raise MetadataBackupError(f"{redacted(url)} is not a PostgreSQL database")
-    args = [f"--host={parsed.host or 'localhost'}", f"--port={parsed.port or 5432}"]
-    if parsed.username:
-        args.append(f"--username={parsed.username}")
+    if not parsed.drivername.startswith("postgresql") or not parsed.database:
+        raise MetadataBackupError(f"{redacted(url)} is not a PostgreSQL database URL")
+    # (URL.set() ignores None: build the password-less URL anew.)
+    bare = URL.create(
+        "postgresql", parsed.username, None, parsed.host, parsed.port, parsed.database, parsed.query
+    )
+    uri = bare.render_as_string(hide_password=False)
     env = {**os.environ, "PGCONNECT_TIMEOUT": "10"}
     if parsed.password:
         env["PGPASSWORD"] = str(parsed.password)
-    sslmode = parsed.query.get("sslmode")
-    if sslmode:
-        env["PGSSLMODE"] = str(sslmode)
-    return [*args, f"--dbname={parsed.database}"], env
+    return [f"--dbname={uri}"], env
 
 
 def _run_pg(command: Sequence[str], url: str, what: str, stdin: bytes | None = None) -> bytes:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -25,6 +26,7 @@ import pandas as pd
 import pyarrow as pa
 
 CHUNK_ROWS = 5_000
+STAGING_TTL_SECONDS = 24 * 3600
 
 # Moves the pointer to ARGV[1] unless it already names a later date (ISO dates sort as text).
 _ADVANCE_POINTER = """
@@ -79,16 +81,27 @@ def write_version(client, prefix: str, as_of: str, table: pa.Table, keep: int) -
     if "customer_id" not in table.column_names:
         raise ValueError(f"features as of {as_of} have no customer_id column")
     key = version_key(prefix, as_of)
-    client.delete(key)  # a re-run rewrites the version from scratch
+    # Written under a staging key, then renamed over the version with its schema in one
+    # transaction: re-loading the current day never shows readers a half-written hash, and a load
+    # that dies half way leaves only a staging key, which expires.
+    staging = f"{key}:loading:{uuid.uuid4().hex}"
     for start in range(0, table.num_rows, CHUNK_ROWS):
         rows = table.slice(start, CHUNK_ROWS).to_pylist()
         mapping = {
             str(row["customer_id"]): json.dumps({k: _json_value(v) for k, v in row.items()}, allow_nan=False)
             for row in rows
         }
-        client.hset(key, mapping=mapping)
-    client.set(schema_key(prefix, as_of), table.schema.serialize().to_pybytes())
-    client.zadd(versions_key(prefix), {as_of: dt.date.fromisoformat(as_of).toordinal()})
+        client.hset(staging, mapping=mapping)
+        client.expire(staging, STAGING_TTL_SECONDS)
+    transaction = client.pipeline(transaction=True)
+    if table.num_rows:
+        transaction.rename(staging, key)
+        transaction.persist(key)
+    else:
+        transaction.delete(key)  # an empty day: an empty version
+    transaction.set(schema_key(prefix, as_of), table.schema.serialize().to_pybytes())
+    transaction.zadd(versions_key(prefix), {as_of: dt.date.fromisoformat(as_of).toordinal()})
+    transaction.execute()
     current = _text(client.eval(_ADVANCE_POINTER, 1, pointer_key(prefix), as_of))
     held = [_text(v) for v in client.zrevrange(versions_key(prefix), 0, -1)]
     expired = [v for v in held[keep:] if v != current]
@@ -113,14 +126,43 @@ def read_schema(client, prefix: str, as_of: str) -> pa.Schema:
     data = client.get(schema_key(prefix, as_of))
     if data is None:
         raise OnlineFeaturesMissing(f"online features as of {as_of} are gone (expired or deleted)")
-    return pa.ipc.read_schema(pa.py_buffer(data))
+    return _schema_of(data)
+
+
+_SCHEMAS: dict[bytes, pa.Schema] = {}  # serialized schema -> schema (a handful of distinct ones)
+
+
+def _schema_of(data: bytes) -> pa.Schema:
+    if data not in _SCHEMAS:
+        _SCHEMAS[data] = pa.ipc.read_schema(pa.py_buffer(data))
+    return _SCHEMAS[data]
+
+
+def read_current_rows(
+    client, prefix: str, customer_ids: Sequence[int]
+) -> tuple[str, pa.Schema, pd.DataFrame, list[int]]:
+    """The current version's as-of date and schema, these customers' rows in it as the batch path
+    reads them (Arrow to pandas) and the ids it does not hold: the rows and their schema are read
+    in one round trip, so a version re-loaded meanwhile is never read with another's schema."""
+    as_of = current_version(client, prefix)
+    pipe = client.pipeline(transaction=True)
+    pipe.get(schema_key(prefix, as_of))
+    pipe.hmget(version_key(prefix, as_of), [str(c) for c in customer_ids] or ["-"])
+    schema_data, values = pipe.execute()
+    if schema_data is None:
+        raise OnlineFeaturesMissing(f"online features as of {as_of} are gone (expired or deleted)")
+    schema = _schema_of(schema_data)
+    values = values if customer_ids else []
+    rows = [json.loads(v) for v in values if v is not None]
+    missing = [c for c, v in zip(customer_ids, values, strict=True) if v is None]
+    return as_of, schema, rows_to_frame(rows, schema), missing
 
 
 def read_rows(
     client, prefix: str, as_of: str, schema: pa.Schema, customer_ids: Sequence[int]
 ) -> tuple[pd.DataFrame, list[int]]:
-    """The rows of these customers in version ``as_of`` as the batch path reads them (Arrow to
-    pandas), and the ids that version does not hold."""
+    """The rows of these customers in version ``as_of`` (read with ``schema``), and the ids that
+    version does not hold."""
     values = client.hmget(version_key(prefix, as_of), [str(c) for c in customer_ids]) if customer_ids else []
     rows = [json.loads(v) for v in values if v is not None]
     missing = [c for c, v in zip(customer_ids, values, strict=True) if v is None]

@@ -29,15 +29,10 @@ from prometheus_client import (
     generate_latest,
 )
 from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
 
 from churn_platform.ml.scoring import predict_with
-from churn_platform.online.store import (
-    OnlineFeaturesMissing,
-    current_version,
-    read_rows,
-    read_schema,
-    rows_to_frame,
-)
+from churn_platform.online.store import OnlineFeaturesMissing, read_current_rows, rows_to_frame
 from churn_platform.serving.champion import ChampionFollower, ServingModel
 
 MAX_BATCH = 1_000
@@ -105,7 +100,6 @@ def build_app(
 ) -> FastAPI:
     app = FastAPI(title="churn_platform scoring", version="1")
     metrics = Metrics()
-    schemas: dict[str, pa.Schema] = {}  # per features version: read once
 
     def check_key(x_api_key: Annotated[str | None, Header()] = None) -> None:
         if x_api_key is None or not hmac.compare_digest(x_api_key.encode(), api_key.encode()):
@@ -116,13 +110,17 @@ def build_app(
             raise HTTPException(503, "no model loaded yet")
         return follower.model
 
-    def features_version() -> tuple[str, pa.Schema]:
+    def online(customer_ids: list[int]) -> tuple[str, pa.Schema, pd.DataFrame, list[int]]:
+        """The current features version, its schema, these customers' rows and the unknown ids;
+        503 when the store is unreachable or empty, 409 when its features are too old."""
         try:
-            as_of = current_version(redis_client, prefix)
-            if as_of not in schemas:
-                schemas[as_of] = read_schema(redis_client, prefix, as_of)
+            as_of, schema, frame, missing = read_current_rows(redis_client, prefix, customer_ids)
         except OnlineFeaturesMissing as exc:
             raise HTTPException(503, str(exc)) from None
+        except RedisError as exc:
+            raise HTTPException(
+                503, f"the online feature store is unreachable ({type(exc).__name__})"
+            ) from None
         age = (today() - dt.date.fromisoformat(as_of)).days
         metrics.features_age.set(age)
         if age > max_feature_age_days:
@@ -131,7 +129,7 @@ def build_app(
                 f"the online features are as of {as_of}, {age} days old (CHURN_SERVING_MAX_FEATURE_AGE_DAYS="
                 f"{max_feature_age_days}): online/customer_features is not being refreshed; no score is given",
             )
-        return as_of, schemas[as_of]
+        return as_of, schema, frame, missing
 
     def score(model: ServingModel, frame: pd.DataFrame) -> list[float]:
         try:
@@ -161,10 +159,11 @@ def build_app(
         body: dict[str, Any] = {
             "model_version": model.version if model else None,
             "model_sha256": model.sha256 if model else None,
-            "champion_refresh_error": follower.last_error,
+            # Unauthenticated: say that refreshing fails, not the error's text.
+            "champion_refresh_failing": follower.last_error is not None,
         }
         try:
-            body["features_as_of"], _ = features_version()
+            body["features_as_of"], *_ = online([])
         except HTTPException as exc:
             return JSONResponse({**body, "ready": False, "detail": exc.detail}, status_code=503)
         if model is None:
@@ -183,8 +182,7 @@ def build_app(
     def customer_score(customer_id: int) -> ScoreResponse:
         """One customer's churn probability from their online features."""
         model = serving_model()
-        as_of, schema = features_version()
-        frame, missing = read_rows(redis_client, prefix, as_of, schema, [customer_id])
+        as_of, _, frame, missing = online([customer_id])
         if missing:
             raise HTTPException(404, f"customer {customer_id} has no features as of {as_of}")
         [probability] = score(model, frame)
@@ -202,8 +200,7 @@ def build_app(
     def batch_scores(body: BatchRequest) -> BatchResponse:
         """Several customers at once (up to 1,000); all known, or a 404 naming the unknown ones."""
         model = serving_model()
-        as_of, schema = features_version()
-        frame, missing = read_rows(redis_client, prefix, as_of, schema, body.customer_ids)
+        as_of, _, frame, missing = online(body.customer_ids)
         if missing:
             raise HTTPException(404, f"customers without features as of {as_of}: {missing[:20]}")
         probabilities = score(model, frame)
@@ -230,7 +227,7 @@ def build_app(
     def features_score(body: FeaturesRequest) -> ScoreResponse:
         """A posted feature row (e.g. a what-if), typed by the current online features' schema."""
         model = serving_model()
-        as_of, schema = features_version()
+        _, schema, _, _ = online([])
         unknown = sorted(set(body.features) - set(schema.names))
         if unknown:
             raise HTTPException(422, f"unknown feature(s) {unknown}; the features are {schema.names}")

@@ -60,8 +60,10 @@ def build_settings(
     return settings
 
 
-# A registry every pod and the scoring path share: a server, or a database MLflow connects to.
-SHARED_REGISTRY_SCHEMES = ("http", "https", "postgresql", "mysql", "mssql", "databricks")
+# A registry every pod and the scoring path share, and that backups/platform_metadata can dump:
+# an MLflow server (its database in CHURN_MLFLOW_DATABASE_URL), or a PostgreSQL store used directly.
+SERVER_SCHEMES = ("http", "https")
+DATABASE_SCHEMES = ("postgresql",)
 
 
 def check_production(settings: PlatformSettings) -> None:
@@ -70,10 +72,20 @@ def check_production(settings: PlatformSettings) -> None:
     env = settings.storage.env
     problems = []
     scheme = (settings.mlflow.tracking_uri or "").split(":", 1)[0].split("+", 1)[0].lower()
-    if scheme not in SHARED_REGISTRY_SCHEMES:
+    if scheme not in SERVER_SCHEMES + DATABASE_SCHEMES:
         problems.append(
-            f"CHURN_MLFLOW_TRACKING_URI is a local {scheme or 'path'} store: set it to the MLflow server "
-            "(http://...) or its database"
+            f"CHURN_MLFLOW_TRACKING_URI is a {scheme or 'path'} store: set it to the MLflow server (http://...) "
+            "or its PostgreSQL database"
+        )
+    if scheme in SERVER_SCHEMES and "CHURN_MLFLOW_DATABASE_URL" not in settings.secrets_set:
+        problems.append(
+            "CHURN_MLFLOW_DATABASE_URL must be set (the MLflow server's database, for metadata backups)"
+        )
+    artifacts = settings.mlflow.artifact_location or ""
+    if scheme in DATABASE_SCHEMES and not artifacts.startswith(("s3://", "gs://")):
+        problems.append(
+            "CHURN_MLFLOW_ARTIFACT_LOCATION must be s3://... or gs://... with a database tracking store "
+            "(otherwise model files land on the pod's own disk)"
         )
     if settings.engine.feature_engine != "spark":
         problems.append("CHURN_FEATURE_ENGINE must be `spark`")

@@ -19,8 +19,9 @@ class ServingSettings:
     keep_versions: int = setting(
         "CHURN_ONLINE_KEEP_VERSIONS",
         2,
-        "feature versions (as-of dates) kept in Redis: the current one and the ones before it",
-        minimum=1,
+        "feature versions (as-of dates) kept in Redis: the current one and the ones before it (at least 2, "
+        "so that a request that has just read the pointer finds its version)",
+        minimum=2,
     )
     host: str = setting("CHURN_SERVING_HOST", "127.0.0.1", "`churn-platform serve`: address to listen on")
     port: int = setting("CHURN_SERVING_PORT", 8000, "`churn-platform serve`: port", minimum=1)

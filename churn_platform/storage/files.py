@@ -68,9 +68,16 @@ def _remote_error(path: UPath, action: str, exc: Exception) -> StorageError:
 
 
 def _new_file_mode() -> int:
-    umask = os.umask(0o022)  # read it back: the only portable way to learn the umask
-    os.umask(umask)
-    return 0o666 & ~umask
+    """0666 less the process's umask, read from /proc (setting the umask to read it back would
+    race with threads creating files meanwhile); 0644 where /proc does not say."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o644
 
 
 NEW_FILE_MODE = _new_file_mode()

@@ -177,3 +177,26 @@ def test_alert_resources_come_from_the_environment(tmp_path, monkeypatch):
     assert resources["slack"].webhook_url.env_var_name == "SLACK_WEBHOOK_URL" and url not in repr(resources)
     monkeypatch.delenv("SLACK_WEBHOOK_URL")
     assert not build_resources(settings_for(str(tmp_path)))["slack"].enabled
+
+
+def test_the_worker_death_is_told_but_routine_launcher_events_are_not():
+    """The engine events of a run whose worker died: the K8s launcher's routine ones and a resume
+    attempt are not the reason; the code server's or run monitoring's verdict is."""
+    from churn_platform.alerts.sensors import worker_crash
+
+    run = dg.DagsterRun(job_name="daily_ingestion_job")
+    with dg.instance_for_test() as instance:
+        instance.add_run(run)
+        for message in (
+            "Creating Kubernetes run worker job",
+            "Kubernetes run worker job created",
+            "Detected run worker status FAILED: 'pod gone'. Resuming run x with a new worker.",
+        ):
+            instance.report_engine_event(message, run)
+        assert worker_crash(instance, run.run_id) is None
+        verdict = "Detected run worker status FAILED: 'Job failed'. Marking run x as failed."
+        instance.report_engine_event(verdict, run)
+        assert worker_crash(instance, run.run_id) == verdict
+        crash = "Run execution process for x was terminated by signal 9 (SIGKILL)."
+        instance.report_engine_event(crash, run)
+        assert worker_crash(instance, run.run_id) == crash

@@ -151,6 +151,7 @@ def stack(s3_server: S3Server, tmp_path_factory) -> Iterator[Stack]:
             "DAGSTER_HOME": str(production_instance_home(work / "dagster_home")),
             **dagster_db.dagster_env,
             "CHURN_MLFLOW_TRACKING_URI": mlflow.url,
+            "CHURN_MLFLOW_DATABASE_URL": mlflow_db.url,  # the server's database: metadata backups dump it
             "CHURN_CRM_URL": simulator.url,
             "CHURN_CRM_EMAIL": EMAIL,
             "ZENDESK_API_TOKEN": ZENDESK_TOKEN,
@@ -213,9 +214,14 @@ BROKEN = {
         "does not exist",
     ),
     "mlflow database down, password in the URI": (
-        _closed_port(
-            "CHURN_MLFLOW_TRACKING_URI", f"postgresql+psycopg2://u:{PG_PASSWORD}@127.0.0.1:{{port}}/mlflow"
-        ),
+        lambda stack: {
+            **_closed_port(
+                "CHURN_MLFLOW_TRACKING_URI",
+                f"postgresql+psycopg2://u:{PG_PASSWORD}@127.0.0.1:{{port}}/mlflow",
+            )(stack),
+            # A database tracking store needs its artifacts in a bucket (the production check).
+            "CHURN_MLFLOW_ARTIFACT_LOCATION": "s3://doctor-mlflow/artifacts",
+        },
         "mlflow",
         "CHURN_MLFLOW_TRACKING_URI",
         "postgresql+psycopg2://127.0.0.1:",

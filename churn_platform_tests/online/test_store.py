@@ -11,6 +11,7 @@ import redis
 from churn_platform.online.store import (
     OnlineFeaturesMissing,
     current_version,
+    read_current_rows,
     read_rows,
     read_schema,
     write_version,
@@ -93,3 +94,28 @@ def test_a_half_written_version_is_never_current(client, monkeypatch):
     watching = WatchingClient(connection, prefix, "2026-02-01")
     write_version(watching, prefix, "2026-02-02", features("2026-02-02"), keep=2)
     assert watching.row_writes == 3 and current_version(connection, prefix) == "2026-02-02"
+
+
+class ReloadWatchingClient(WatchingClient):
+    """Checks, before every row write of a re-load, that readers still get the old rows in full."""
+
+    def hset(self, *args, **kwargs):
+        as_of, schema, frame, missing = read_current_rows(self.connection, self.prefix, [1, 2, 3, 4, 5])
+        assert as_of == self.expected and not missing and frame["events_30d"].iloc[0] == 3
+        self.row_writes += 1
+        return self.connection.hset(*args, **kwargs)
+
+
+def test_reloading_the_current_day_never_shows_a_partial_version(client, monkeypatch):
+    connection, prefix = client
+    write_version(connection, prefix, "2026-02-01", features("2026-02-01"), keep=2)
+    monkeypatch.setattr("churn_platform.online.store.CHUNK_ROWS", 1)
+    changed = features("2026-02-01", customers=3).set_column(
+        2, "events_30d", pa.array([30, 31, 32], pa.int64())
+    )
+    watching = ReloadWatchingClient(connection, prefix, "2026-02-01")
+    write_version(watching, prefix, "2026-02-01", changed, keep=2)
+    assert watching.row_writes == 3
+    as_of, _, frame, missing = read_current_rows(connection, prefix, [1, 2, 3, 4])
+    assert frame["events_30d"].tolist() == [30, 31, 32] and missing == [4]  # the new rows, only them
+    assert not list(connection.scan_iter(f"{prefix}:features:2026-02-01:loading:*"))  # no staging left

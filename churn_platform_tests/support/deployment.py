@@ -212,15 +212,21 @@ def start_spark_cluster(work_dir: Path, cores: int = 2, memory: str = "2g") -> S
     return SparkCluster(master_url, f"http://127.0.0.1:{web_port}", master, worker)
 
 
-def production_instance_home(home: Path) -> Path:
+def production_instance_home(home: Path, monitoring: dict | None = None) -> Path:
     """A DAGSTER_HOME holding deploy/dagster.yaml as it is, except the run launcher: no Kubernetes
-    API server runs here, so runs start as local processes (the default launcher, which cannot
-    resume a run, so no resume attempts either)."""
+    API server runs here, so runs start as local processes (the local dagster.yaml's launcher,
+    whose workers run monitoring checks; it cannot resume a run, so no resume attempts), and
+    ``monitoring`` overrides run monitoring's settings (a test's shorter poll interval)."""
     import yaml
 
     config = yaml.safe_load((REPO_ROOT / "deploy" / "dagster.yaml").read_text())
-    assert config.pop("run_launcher")["class"] == "K8sRunLauncher"
-    config["run_monitoring"]["max_resume_run_attempts"] = 0
+    assert config["run_launcher"]["class"] == "K8sRunLauncher"
+    config["run_launcher"] = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())["run_launcher"]
+    config["run_monitoring"] = {
+        **config["run_monitoring"],
+        "max_resume_run_attempts": 0,
+        **(monitoring or {}),
+    }
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     return home
