@@ -22,7 +22,6 @@ directory.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import statistics
 import subprocess
@@ -46,11 +45,9 @@ from churn_platform.definitions import build_definitions
 from churn_platform.orchestration import asset_keys as keys
 from churn_platform.resources import build_resources
 from churn_platform.settings import load_settings
-from churn_platform.synthetic.generator import generate
-from churn_platform.synthetic.writer import write_generated
+from churn_platform_tests.support.data import START, generate_into
 from churn_platform_tests.support.servers import free_port
 
-START = dt.date(2026, 1, 1)
 BIN = Path(sys.executable).parent
 API_KEY = uuid.uuid4().hex
 PERMISSIVE_GATE = {"min_roc_auc": 0.5, "min_pr_auc_lift": 1.0}  # small smoke data makes a weak model
@@ -65,13 +62,7 @@ def build_state(root: Path, days: int, customers: int, gate: dict | None) -> tup
         "CHURN_SERVING_MAX_FEATURE_AGE_DAYS": "100000",  # the demo's dates are in the past
     }
     settings = load_settings(environ)
-    landing = build_resources(settings)["landing_zone"]
-    write_generated(
-        generate(START, days=days, customers=customers, seed=7),
-        landing,
-        settings.storage.crm_export_path,
-        None,
-    )
+    generate_into(settings, days=days, customers=customers, seed=7)
     defs = build_definitions(settings)
     plan = DemoPlan.for_days(START, days)
     with dg.instance_for_test() as instance:

@@ -100,6 +100,20 @@ def verify_snapshot(store: BackupStore, snapshot: Snapshot) -> list[str]:
     return read_verified(store, snapshot)[1]
 
 
+def _files_to_write(plan: list[tuple], overwrite: bool, existing_files: str) -> list[tuple]:
+    """The (path, bytes) of a restore that must be written: a file already holding the backup's
+    bytes is not live data at risk and is left as it is; any other existing file refuses the whole
+    restore unless ``overwrite``."""
+    plan = [(path, data) for path, data in plan if not (path.is_file() and path.read_bytes() == data)]
+    existing = [uri_of(UPath(path)) for path, _ in plan if path.exists()]
+    if existing and not overwrite:
+        raise RestoreRefused(
+            f"{len(existing)} {existing_files}, e.g. {existing[0]}; nothing restored (pass --force to overwrite "
+            "live data)"
+        )
+    return plan
+
+
 def restore_snapshot(
     store: BackupStore,
     snapshot: Snapshot,
@@ -148,14 +162,7 @@ def restore_snapshot(
                 f"snapshot {snapshot.prefix}: object {name!r} would be written outside {root}"
             )
         plan.append((path, data))
-    # A file already holding the backup's bytes is not live data at risk: it is left as it is.
-    plan = [(path, data) for path, data in plan if not (path.is_file() and path.read_bytes() == data)]
-    existing = [str(path) for path, _ in plan if path.exists()]
-    if existing and not overwrite:
-        raise RestoreRefused(
-            f"{len(existing)} file(s) exist, e.g. {existing[0]}; nothing restored (pass --force to overwrite "
-            "live data)"
-        )
+    plan = _files_to_write(plan, overwrite, "file(s) exist")
 
     for path, data in plan:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -202,13 +209,7 @@ def restore_training_data(
             raise RestoreRefused(f"snapshot {snapshot.prefix}: object {name!r}: {exc}") from None
     if not plan:
         raise RestoreRefused(f"snapshot {snapshot.prefix} holds no training data")
-    plan = [(path, data) for path, data in plan if not (path.exists() and path.read_bytes() == data)]
-    existing = [uri_of(path) for path, _ in plan if path.exists()]
-    if existing and not overwrite:
-        raise RestoreRefused(
-            f"{len(existing)} warehouse file(s) exist with other content, e.g. {existing[0]}; nothing restored "
-            "(pass --force to overwrite live data)"
-        )
+    plan = _files_to_write(plan, overwrite, "warehouse file(s) exist with other content")
     for path, data in plan:
         write_bytes_atomic(path, data)
     return [uri_of(path) for path, _ in plan]

@@ -119,11 +119,9 @@ class BackupStore(dg.ConfigurableResource):
         wanted_seconds = self.lock_days * 86_400
         patch: dict[str, Any] = {}
         if state["retention_seconds"] < wanted_seconds:
-            if state["retention_locked"]:
-                raise BackupRefused(
-                    f"backup bucket {bucket} has a locked retention policy of {state['retention_seconds']} s, "
-                    f"shorter than CHURN_BACKUP_LOCK_DAYS={self.lock_days}; it can only be lengthened in GCS"
-                )
+            problem = self.protection_problem(state)
+            if problem:
+                raise BackupRefused(problem)
             patch["retentionPolicy"] = {"retentionPeriod": str(wanted_seconds)}
         if self.archive_after_days and state["archive_rule"] != {
             "Days": self.archive_after_days,
@@ -176,6 +174,36 @@ class BackupStore(dg.ConfigurableResource):
             "archive_rule": archive["Transitions"][0] if archive else None,
         }
 
+    def protection_problem(self, state: dict[str, Any]) -> str | None:
+        """Why backups cannot go into the bucket whose protection ``protection()`` read back (None:
+        they can): on S3 with a lock mode, no versioning or no Object Lock; on GCS, a locked
+        retention policy shorter than ``lock_days`` (the platform cannot lengthen a locked one)."""
+        if not self.lock_mode:
+            return None
+        bucket = state.get("bucket")
+        if state["store"] == "s3":
+            if state["versioning"] != "Enabled":
+                return (
+                    f"backup bucket {bucket} does not keep versions (versioning: {state['versioning']}): "
+                    "a write or delete there could destroy the only copy. Enable versioning and Object Lock "
+                    "on it, or set CHURN_BACKUP_LOCK_MODE=none to back up without protection"
+                )
+            if state["object_lock"] != "Enabled":
+                return (
+                    f"backup bucket {bucket} has no Object Lock, so CHURN_BACKUP_LOCK_MODE={self.lock_mode} "
+                    "cannot be applied: create the bucket with Object Lock enabled, or set the mode to none"
+                )
+        elif (
+            state["store"] == "gcs"
+            and state["retention_locked"]
+            and state["retention_seconds"] < self.lock_days * 86_400
+        ):
+            return (
+                f"backup bucket {bucket} has a locked retention policy of {state['retention_seconds']} s, "
+                f"shorter than CHURN_BACKUP_LOCK_DAYS={self.lock_days}; it can only be lengthened in GCS"
+            )
+        return None
+
     def ensure_protected(self) -> dict[str, Any]:
         """Refuse to back up into an S3 bucket that does not keep versions or lacks Object Lock (when
         a lock mode is configured), and set the archive lifecycle rule; returns what was read back."""
@@ -186,17 +214,9 @@ class BackupStore(dg.ConfigurableResource):
             return self.protection()
         client, bucket, prefix = s3
         state = self.protection()
-        if state["versioning"] != "Enabled":
-            raise BackupRefused(
-                f"backup bucket {bucket} does not keep versions (versioning: {state['versioning']}): "
-                "a write or delete there could destroy the only copy. Enable versioning and Object Lock "
-                "on it, or set CHURN_BACKUP_LOCK_MODE=none to back up without protection"
-            )
-        if state["object_lock"] != "Enabled":
-            raise BackupRefused(
-                f"backup bucket {bucket} has no Object Lock, so CHURN_BACKUP_LOCK_MODE={self.lock_mode} "
-                "cannot be applied: create the bucket with Object Lock enabled, or set the mode to none"
-            )
+        problem = self.protection_problem(state)
+        if problem:
+            raise BackupRefused(problem)
         if self.archive_after_days:
             wanted = {"Days": self.archive_after_days, "StorageClass": self.archive_storage_class}
             if state["archive_rule"] != wanted:

@@ -276,22 +276,11 @@ def check_backups(settings: PlatformSettings) -> CheckResult:
         state = store.protection()
     except Exception as exc:
         return _store_failure(location, exc, endpoint)
-    lock, bucket = store.lock_mode, state.get("bucket")
+    lock, problem = store.lock_mode, store.protection_problem(state)
+    if problem:  # what the backup asset would refuse, in its own words
+        setting = location.setting if state["store"] == "s3" else "CHURN_BACKUP_LOCK_DAYS"
+        return _fail(location.service, setting, problem)
     if state["store"] == "s3":
-        if lock and state["versioning"] != "Enabled":
-            return _fail(
-                location.service,
-                location.setting,
-                f"backup bucket {bucket!r} does not keep versions (versioning: {state['versioning']}): "
-                "enable versioning and Object Lock, or set CHURN_BACKUP_LOCK_MODE=none",
-            )
-        if lock and state["object_lock"] != "Enabled":
-            return _fail(
-                location.service,
-                location.setting,
-                f"backup bucket {bucket!r} has no Object Lock, so CHURN_BACKUP_LOCK_MODE={lock} cannot be "
-                "applied: create it with Object Lock enabled, or set the mode to none",
-            )
         protection = (
             f"versioning {state['versioning']}, Object Lock {state['object_lock']} ({lock}, {store.lock_days} days)"
             if lock
@@ -299,13 +288,6 @@ def check_backups(settings: PlatformSettings) -> CheckResult:
         )
     else:
         wanted = store.lock_days * 86_400
-        if lock and state["retention_locked"] and state["retention_seconds"] < wanted:
-            return _fail(
-                location.service,
-                "CHURN_BACKUP_LOCK_DAYS",
-                f"backup bucket {bucket!r} has a locked retention policy of {state['retention_seconds']} s, "
-                f"shorter than CHURN_BACKUP_LOCK_DAYS={store.lock_days}",
-            )
         protection = (
             f"retention {state['retention_seconds']} s"
             + (" (locked)" if state["retention_locked"] else "")

@@ -25,7 +25,7 @@ from churn_platform.settings import load_settings
 from churn_platform.storage.files import read_bytes
 from churn_platform.synthetic.generator import generate
 from churn_platform.synthetic.writer import write_generated
-from churn_platform_tests.support.data import S3_TEST_ENV, START
+from churn_platform_tests.support.data import START, s3_environment
 from churn_platform_tests.support.stack import PERMISSIVE_GATE
 
 pytestmark = pytest.mark.slow
@@ -83,13 +83,7 @@ def test_the_platform_carries_on_after_losing_its_data_instance_and_registry(
     s3_server = None
     if store == "s3":
         s3_server = request.getfixturevalue("s3_server")
-        environ |= S3_TEST_ENV | {
-            "CHURN_ENV": "s3",
-            "CHURN_S3_BUCKET": s3_server.new_bucket(),
-            "CHURN_S3_BACKUP_BUCKET": s3_server.new_bucket(versioned=True, object_lock=True),
-            "CHURN_S3_ENDPOINT_URL": s3_server.endpoint,
-            "CHURN_MLFLOW_DIR": str(tmp_path / "data" / "mlflow"),
-        }
+        environ |= s3_environment(s3_server, str(tmp_path / "data" / "mlflow"))
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
     settings = load_settings()

@@ -35,7 +35,7 @@ from churn_platform.ml.training import train_churn_model
 from churn_platform.orchestration import asset_keys as keys
 from churn_platform.settings import load_settings
 from churn_platform.storage.model_registry import ModelIntegrityError
-from churn_platform_tests.support.data import S3_TEST_ENV, synthetic_table
+from churn_platform_tests.support.data import s3_environment, synthetic_table
 
 pytestmark = pytest.mark.slow
 
@@ -61,13 +61,7 @@ def platform(request, tmp_path, monkeypatch):
     environ = environment(tmp_path)
     if getattr(request, "param", "local") == "s3":
         s3 = request.getfixturevalue("s3_server")
-        environ |= S3_TEST_ENV | {
-            "CHURN_ENV": "s3",
-            "CHURN_S3_BUCKET": s3.new_bucket(),
-            "CHURN_S3_BACKUP_BUCKET": s3.new_bucket(versioned=True, object_lock=True),
-            "CHURN_S3_ENDPOINT_URL": s3.endpoint,
-            "CHURN_MLFLOW_DIR": str(tmp_path / "data" / "mlflow"),
-        }
+        environ |= s3_environment(s3, str(tmp_path / "data" / "mlflow"))
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
     settings = load_settings()

@@ -27,22 +27,25 @@ def generate_into(settings: PlatformSettings, days: int, customers: int, seed: i
     return write_generated(data, landing_zone, settings.storage.crm_export_path, landing_zone.connection)
 
 
+def s3_environment(s3_server: servers.S3Server, mlflow_dir: str, versioned: bool = False) -> dict[str, str]:
+    """The variables of an `s3` platform on moto's server: new data and backup buckets (the backup
+    bucket versioned, with Object Lock), the test credentials and a local MLflow store."""
+    return S3_TEST_ENV | {
+        "CHURN_ENV": "s3",
+        "CHURN_S3_BUCKET": s3_server.new_bucket(versioned=versioned),
+        "CHURN_S3_BACKUP_BUCKET": s3_server.new_bucket(versioned=True, object_lock=True),
+        "CHURN_S3_ENDPOINT_URL": s3_server.endpoint,
+        "CHURN_START_DATE": START.isoformat(),
+        "CHURN_MLFLOW_DIR": mlflow_dir,
+    }
+
+
 def s3_settings(
     s3_server: servers.S3Server, monkeypatch, mlflow_dir: str, versioned: bool = False
 ) -> PlatformSettings:
     for name, value in S3_TEST_ENV.items():
         monkeypatch.setenv(name, value)
-    return load_settings(
-        {
-            "CHURN_ENV": "s3",
-            "CHURN_S3_BUCKET": s3_server.new_bucket(versioned=versioned),
-            "CHURN_S3_BACKUP_BUCKET": s3_server.new_bucket(versioned=True, object_lock=True),
-            "CHURN_S3_ENDPOINT_URL": s3_server.endpoint,
-            "CHURN_START_DATE": START.isoformat(),
-            "AWS_REGION": "us-east-1",
-            "CHURN_MLFLOW_DIR": mlflow_dir,
-        }
-    )
+    return load_settings(s3_environment(s3_server, mlflow_dir, versioned))
 
 
 def gcs_settings(gcs_server: servers.GCSServer, mlflow_dir: str) -> PlatformSettings:
