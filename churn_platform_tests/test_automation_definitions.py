@@ -20,6 +20,9 @@ AUTOMATED = [
     keys.CHURN_SCORES,
     keys.FEATURE_DRIFT,
     keys.ONLINE_CUSTOMER_FEATURES,
+    keys.INFERENCE_LOGS,  # on a cron: the day's log is complete after midnight
+    keys.PREDICTION_DRIFT,
+    keys.INFERENCE_LOG_BACKUP,
 ]
 RETRIED = [
     keys.CRM_TICKETS,
@@ -28,6 +31,8 @@ RETRIED = [
     keys.CHURN_SCORES,
     keys.MODEL_SNAPSHOT,
     keys.ONLINE_CUSTOMER_FEATURES,  # Redis
+    keys.INFERENCE_LOGS,  # the landing zone
+    keys.INFERENCE_LOG_BACKUP,  # the backup store
 ]
 
 

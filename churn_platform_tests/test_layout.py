@@ -5,19 +5,23 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "churn_platform"
-STAGES = {"crm", "logs", "features", "ml", "backups", "online"}
-SHARED = {"settings", "storage", "engines", "orchestration"}
+STAGES = {"crm", "logs", "features", "ml", "backups", "online", "inference"}
+SHARED = {"settings", "storage", "engines", "orchestration", "contracts"}
 # What each part of the package may import from the rest of it (itself always).
 ALLOWED = {
     "settings": set(),
     "storage": {"settings"},
     "engines": {"settings", "storage"},
     "orchestration": {"settings"},
+    "contracts": {"settings", "storage"},
     **dict.fromkeys(STAGES, SHARED),
     "synthetic": {"storage", "crm", "logs"},
     "alerts": SHARED | {"crm"},
-    # The scoring service: the online store's reads and the batch path's predict function.
-    "serving": SHARED | {"online", "ml"},
+    # The scoring service: the online store's reads, the batch path's predict function, the CRM's
+    # client, webhook signatures and ticket sentiment, and the inference log's writer.
+    "serving": SHARED | {"online", "ml", "crm", "inference"},
+    # Metrics: the instance, MLflow and the warehouse through the shared layers; no stage.
+    "observability": {"settings", "storage", "orchestration"},
 }
 TOP = {"resources", "definitions", "cli", "__init__"}  # on top: may import anything
 

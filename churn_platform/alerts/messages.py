@@ -7,6 +7,8 @@ from typing import Any
 
 import dagster as dg
 
+from churn_platform.crm.tickets import PLATFORM_TICKET_TAG
+
 MAX_ERROR_CHARS = 1500
 
 
@@ -85,7 +87,9 @@ def crm_ticket(alert: FailureAlert) -> tuple[str, str, list[str]]:
         f"Failed assets: {', '.join(alert.failed_assets) or '-'}\nPartition: {alert.partition or '-'}\n"
         f"Run in the Dagster UI: {alert.run_url}\n\nError:\n{alert.error}\n"
     )
-    return alert.title, body, ["churn_platform", "pipeline_failure"]
+    # PLATFORM_TICKET_TAG marks the ticket as the platform's own: raw/crm_tickets leaves it out, so an
+    # alert ticket cannot fail the next day's ingestion (CRMResource.create_ticket adds it in any case).
+    return alert.title, body, ["churn_platform", "pipeline_failure", PLATFORM_TICKET_TAG]
 
 
 def retraining_notice(run: dg.DagsterRun, reason: str, ui_url: str) -> tuple[str, list[dict[str, Any]]]:

@@ -34,6 +34,8 @@ def senders(
 
     def to_crm(payload: list) -> None:
         subject, body, tags = payload
+        # create_ticket marks the ticket as the platform's own (tag and external_id), so that
+        # raw/crm_tickets never ingests it: no alert ticket can fail the next day's ingestion.
         ticket_id = crm.create_ticket(subject, body, tags=tags)
         log.info(f"opened CRM ticket {ticket_id}: {subject}")
 

@@ -31,7 +31,11 @@ from churn_platform.orchestration.partitions import PlatformPartitions
 from churn_platform.orchestration.retries import EXTERNAL_CALL_RETRY
 from churn_platform.settings import BackupSettings
 from churn_platform.storage.files import sha256_hex
-from churn_platform.storage.materializations import find_materialization, latest_materialization
+from churn_platform.storage.materializations import (
+    SOURCE_FILES_METADATA,
+    find_materialization,
+    latest_materialization,
+)
 from churn_platform.storage.model_registry import MLflowTracking, ModelArtifact, files_digest
 from churn_platform.storage.parquet_io_manager import to_json_metadata
 
@@ -182,6 +186,58 @@ def build_backup_assets(
             }
         )
 
+    @dg.asset(
+        key=keys.INFERENCE_LOG_BACKUP,
+        group_name="backups",
+        partitions_def=partitions.daily,
+        deps=[keys.INFERENCE_LOGS],
+        automation_condition=partitions.on_upstream_change(),
+        kinds={"jsonl"},
+        retry_policy=EXTERNAL_CALL_RETRY,
+    )
+    def inference_log_backup(
+        context: dg.AssetExecutionContext, backup_store: BackupStore
+    ) -> dg.MaterializeResult:
+        """The day's inference-log files exactly as raw/inference_logs read them (checked by SHA-256,
+        then read back), with a manifest, under inference_logs/date=<day>/ in the backup store: the
+        audit trail of what was answered, kept as immutably as model snapshots."""
+        day = context.partition_key
+        entry = _materialized(context.instance, keys.INFERENCE_LOGS, day)
+        files = (
+            metadata_values(entry.asset_materialization.metadata).get(SOURCE_FILES_METADATA, {}).get(day, [])
+        )
+        prefix = f"inference_logs/date={day}"
+        stored = {}
+        with refusals_are_final():
+            protection = backup_store.ensure_protected()
+            for item in files:
+                data = backup_store.read_source(item["uri"])
+                if sha256_hex(data) != item["sha256"]:
+                    raise BackupRefused(
+                        f"{item['uri']} changed since raw/inference_logs read it for {day} (SHA-256 "
+                        f"{sha256_hex(data)}, read {item['sha256']}): re-materialize raw/inference_logs {day}"
+                    )
+                name = item["uri"].rsplit("/", 1)[-1]
+                backup_store.write_once(f"{prefix}/{name}", data)
+                if sha256_hex(backup_store.read(f"{prefix}/{name}")) != item["sha256"]:
+                    raise dg.Failure(f"backup of {item['uri']} does not read back identical")
+                stored[name] = data
+            manifest = manifest_bytes(
+                {"date": day, "source_run_id": entry.run_id, "objects": object_entries(stored)}
+            )
+            # Named by content: a day re-ingested with late files gets a new manifest beside the old.
+            manifest_uri = backup_store.write_once(
+                f"{prefix}/manifest-{sha256_hex(manifest)[:16]}.json", manifest
+            )
+        return dg.MaterializeResult(
+            metadata={
+                "manifest": dg.MetadataValue.path(manifest_uri),
+                "files": len(stored),
+                "bytes": sum(len(d) for d in stored.values()),
+                "protection": to_json_metadata(protection),
+            }
+        )
+
     @dg.asset(key=keys.PLATFORM_METADATA, group_name="backups", kinds={"sqlite", "postgresql", "mlflow"})
     def platform_metadata(
         context: dg.AssetExecutionContext, mlflow_tracking: MLflowTracking, backup_store: BackupStore
@@ -301,4 +357,4 @@ def build_backup_assets(
         )
         return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
-    return [model_snapshot, platform_metadata, restore_drill]
+    return [model_snapshot, inference_log_backup, platform_metadata, restore_drill]

@@ -4,7 +4,7 @@ misconfigured, naming the setting to change.
 One small function per service, each with short timeouts and bounded as a whole by
 ``CHECK_DEADLINE_SECONDS`` (a library stuck past its own timeouts is reported, not waited for). The
 checks only read: the one write is a probe file in a local data or backup directory. Secrets
-(AWS keys, Zendesk tokens, the Slack URL, passwords in URLs) are never printed: details are built
+(AWS keys, Zendesk tokens, the Slack URL, passwords in URLs, the service's API key) are never printed: details are built
 without them and every line is scrubbed of their values before it is shown.
 """
 
@@ -581,6 +581,62 @@ def check_slack(settings: PlatformSettings) -> CheckResult:
     return _ok("slack", setting, f"not a Slack incoming-webhook URL ({problem}); accepted outside production")
 
 
+# -- the online feature store and the scoring service ------------------------------------------------
+MIN_API_KEY_CHARS = 16
+
+
+def check_online_store(settings: PlatformSettings) -> CheckResult:
+    """Redis answers PING with the configured credentials; which features version is current."""
+    from redis.exceptions import AuthenticationError, RedisError
+
+    from churn_platform.online.store import OnlineFeaturesMissing, current_version
+    from churn_platform.resources import build_resources
+
+    store = build_resources(settings)["online_store"]
+    shown = without_userinfo(store.url)
+    client = store.client()
+    client.connection_pool.connection_kwargs.update(
+        socket_timeout=TIMEOUT_SECONDS, socket_connect_timeout=TIMEOUT_SECONDS
+    )
+    try:
+        client.ping()
+        try:
+            current = f"features as of {current_version(client, store.prefix)} are current"
+        except OnlineFeaturesMissing:
+            current = "no features loaded yet (materialize online/customer_features)"
+    except AuthenticationError:
+        return _fail("online", "CHURN_REDIS_PASSWORD", f"{shown} refused the credentials")
+    except RedisError as exc:
+        return _fail("online", "CHURN_REDIS_URL", f"{shown}: {_first_line(exc)}")
+    finally:
+        client.close()
+    return _ok("online", "CHURN_REDIS_URL", f"{shown} answered; {current}")
+
+
+def check_serving(settings: PlatformSettings) -> CheckResult:
+    """The scoring service's secrets: an API key long enough to resist guessing, and whether CRM
+    webhooks are on (neither value is shown)."""
+    from churn_platform.storage.credentials import env_secret, reveal
+
+    key = reveal(env_secret("CHURN_SERVING_API_KEY", settings.secrets_set))
+    webhooks = (
+        "CRM webhooks on"
+        if "CHURN_CRM_WEBHOOK_SECRET" in settings.secrets_set
+        else "CRM webhooks off (CHURN_CRM_WEBHOOK_SECRET unset)"
+    )
+    if not key:
+        return _ok(
+            "serving",
+            "CHURN_SERVING_API_KEY",
+            f"not set: `churn-platform serve` refuses to start here (set it where the service runs); {webhooks}",
+        )
+    if len(key) < MIN_API_KEY_CHARS:
+        return _fail(
+            "serving", "CHURN_SERVING_API_KEY", f"shorter than {MIN_API_KEY_CHARS} characters: easy to guess"
+        )
+    return _ok("serving", "CHURN_SERVING_API_KEY", f"set ({len(key)} characters); {webhooks}")
+
+
 # -- running and reporting ----------------------------------------------------------------------------
 CHECKS: list[tuple[str, Callable[[PlatformSettings], str], Callable[[PlatformSettings], CheckResult]]] = [
     ("warehouse", lambda s: _location(s, backups=False).setting, check_warehouse),
@@ -590,6 +646,8 @@ CHECKS: list[tuple[str, Callable[[PlatformSettings], str], Callable[[PlatformSet
     ("crm", lambda s: "CHURN_CRM_URL", check_crm),
     ("spark", lambda s: "CHURN_SPARK_MASTER", check_spark),
     ("slack", lambda s: "SLACK_WEBHOOK_URL", check_slack),
+    ("online", lambda s: "CHURN_REDIS_URL", check_online_store),
+    ("serving", lambda s: "CHURN_SERVING_API_KEY", check_serving),
 ]
 
 

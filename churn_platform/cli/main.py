@@ -110,6 +110,17 @@ def demo(days: int, customers: int, seed: int) -> None:
     help="e.g. rate_limit=0.1,retry_after_seconds=1,server_error=0.05,slow=0.02,"
     "slow_seconds=2,malformed=0.05,empty_page=0.1,duplicates=0.2,seed=3",
 )
+@click.option(
+    "--webhook-url",
+    default=None,
+    help="Send every ticket change to this URL as a signed Zendesk webhook (event subscription).",
+)
+@click.option(
+    "--webhook-secret-env",
+    default="CHURN_CRM_WEBHOOK_SECRET",
+    show_default=True,
+    help="Environment variable holding the webhook signing secret (required with --webhook-url).",
+)
 def crm_simulator(
     host: str,
     port: int,
@@ -118,8 +129,12 @@ def crm_simulator(
     email: str | None,
     api_token_env: str,
     faults: str,
+    webhook_url: str | None,
+    webhook_secret_env: str,
 ) -> None:
-    """Serve the Zendesk Support API over the generated tickets (incremental export, list, create)."""
+    """Serve the Zendesk Support API over the generated tickets (incremental export, list, show,
+    create, update, comments); created and updated tickets are written back to the export, and with
+    --webhook-url every change is also sent as a signed webhook."""
     import os
 
     from churn_platform.crm.export import read_export, write_export
@@ -132,6 +147,9 @@ def crm_simulator(
         raise click.UsageError(
             f"set {oauth_token_env}, or --email and {api_token_env}, for clients to authenticate with"
         )
+    webhook_secret = os.environ.get(webhook_secret_env) if webhook_url else None
+    if webhook_url and not webhook_secret:
+        raise click.UsageError(f"--webhook-url needs the signing secret: set {webhook_secret_env}")
     simulator = ZendeskSimulator(
         read_export(path),
         oauth_token=oauth,
@@ -140,10 +158,17 @@ def crm_simulator(
         faults=FaultConfig.parse(faults),
         host=host,
         port=port,
-        on_create=lambda tickets: write_export(path, tickets),
+        on_change=lambda tickets: write_export(path, tickets),
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
     )
     simulator.start()
     click.echo(f"Zendesk API simulator on {simulator.url} serving {path} (Ctrl-C to stop)")
+    if webhook_url:
+        from urllib.parse import urlparse
+
+        target = urlparse(webhook_url)  # the path is not echoed: some receivers put a token there
+        click.echo(f"  ticket changes are sent as signed webhooks to {target.scheme}://{target.netloc}")
     try:
         while True:
             time.sleep(3600)
@@ -423,3 +448,61 @@ def rebuild_model(snapshot: str) -> None:
     if report.mismatches:
         raise click.ClickException("rebuilt model differs: " + "; ".join(report.mismatches))
     click.echo(f"rebuilt {report.prefix}: every metric equals the recorded one")
+
+
+@main.group()
+def metrics() -> None:
+    """Prometheus metrics of the platform (README, "Observability")."""
+
+
+def _metrics_collector():
+    """The collector over the Dagster instance of DAGSTER_HOME, the MLflow registry and the warehouse
+    the settings name, reporting on the definitions' jobs, assets and checks."""
+    import dagster as dg
+
+    from churn_platform.definitions import build_definitions
+    from churn_platform.observability import PlatformCollector, Scope
+    from churn_platform.resources import build_resources
+
+    settings = load_settings()
+    resources = build_resources(settings)
+    observability = settings.observability
+    try:
+        instance = dg.DagsterInstance.get()
+    except dg.DagsterError as exc:  # DAGSTER_HOME unset, not a directory, or its dagster.yaml wrong
+        raise click.ClickException(str(exc)) from None
+    return settings, PlatformCollector(
+        instance,
+        Scope.from_definitions(build_definitions(settings)),
+        tracking=resources["mlflow_tracking"],
+        warehouse=resources["io_manager"],
+        timeout_seconds=observability.scrape_timeout_seconds,
+        max_run_seconds=observability.max_run_seconds,
+    )
+
+
+@metrics.command("serve")
+@click.option("--host", default=None, help="Address to listen on (default: CHURN_METRICS_HOST).")
+@click.option("--port", default=None, type=int, help="Port (default: CHURN_METRICS_PORT).")
+def metrics_serve(host: str | None, port: int | None) -> None:
+    """Serve /metrics for Prometheus: runs, assets, checks, the champion and drift, read from the
+    Dagster instance (DAGSTER_HOME) and the MLflow registry at every scrape."""
+    import logging
+
+    from churn_platform.observability.exporter import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings, collector = _metrics_collector()
+    serve(collector, host or settings.observability.metrics_host, port or settings.observability.metrics_port)
+
+
+@metrics.command("print")
+def metrics_print() -> None:
+    """Print one scrape of the metrics (what Prometheus would read) and exit."""
+    from churn_platform.observability.exporter import render
+
+    _, collector = _metrics_collector()
+    try:
+        click.echo(render(collector).decode(), nl=False)
+    finally:
+        collector.close()

@@ -1,5 +1,6 @@
 """SimulatedCRMResource: the local CRM, the bundled Zendesk simulator started on a loopback port
-over the export file that `churn-platform generate` writes, for the duration of each call."""
+over the export file that `churn-platform generate` writes, for the duration of each call. Created and
+updated tickets are written back to the export file."""
 
 import secrets
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from churn_platform.storage.connection import ObjectStoreConnection
 
 class SimulatedCRMResource(CRMResource):
     export_path: str = Field(
-        description="The ticket export the simulator serves (and appends created tickets to)."
+        description="The ticket export the simulator serves (and writes created and updated tickets to)."
     )
     export_connection: ObjectStoreConnection | None = None
 
@@ -26,7 +27,7 @@ class SimulatedCRMResource(CRMResource):
         simulator = ZendeskSimulator(
             read_export(self.export_path, self.export_connection),
             oauth_token=token,
-            on_create=lambda tickets: write_export(self.export_path, tickets, self.export_connection),
+            on_change=lambda tickets: write_export(self.export_path, tickets, self.export_connection),
         )
         with simulator.running(), self.client(simulator.url, f"Bearer {token}") as api:
             yield api

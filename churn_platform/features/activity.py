@@ -4,16 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from churn_platform.contracts.interaction_logs import (
+    CANCEL_SUBSCRIPTION,
+    FEATURE_USE,
+    LOGIN,
+    PAGE_VIEW,
+    PURCHASE,
+    SUPPORT_VISIT,
+)
 from churn_platform.engines.base import MONEY, SCORE, SqlRunner, Table
 from churn_platform.engines.duckdb import query_pandas
 
+# One column per declared event type (contracts/interaction_logs.py): the labels count cancellations.
 EVENT_COUNTS = {
-    "logins": "login",
-    "page_views": "page_view",
-    "feature_uses": "feature_use",
-    "support_visits": "support_visit",
-    "purchases": "purchase",
-    "cancellations": "cancel_subscription",
+    "logins": LOGIN,
+    "page_views": PAGE_VIEW,
+    "feature_uses": FEATURE_USE,
+    "support_visits": SUPPORT_VISIT,
+    "purchases": PURCHASE,
+    "cancellations": CANCEL_SUBSCRIPTION,
 }
 
 _event_count_sql = ",\n        ".join(
@@ -29,7 +38,7 @@ WITH events AS (
         COUNT(*) AS events,
         {_event_count_sql},
         COUNT(DISTINCT session_id) AS sessions,
-        SUM(CASE WHEN event_type = 'purchase' THEN CAST(COALESCE(amount, 0) AS {MONEY}) ELSE 0 END) AS spend,
+        SUM(CASE WHEN event_type = '{PURCHASE}' THEN CAST(COALESCE(amount, 0) AS {MONEY}) ELSE 0 END) AS spend,
         MAX_BY(plan, timestamp) AS plan
     FROM logs
     GROUP BY customer_id, event_date

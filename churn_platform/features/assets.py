@@ -9,6 +9,8 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from churn_platform.contracts.features import CUSTOMER_DAILY_ACTIVITY, CUSTOMER_FEATURES
+from churn_platform.contracts.verify import contract_check_result, describe_contract_check
 from churn_platform.engines.base import FeatureEngine
 from churn_platform.features.activity import compute_daily_activity
 from churn_platform.features.rolling import compute_customer_features
@@ -31,7 +33,7 @@ def build_feature_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefini
             "interaction_logs": dg.AssetIn(key=keys.INTERACTION_LOGS),
             "ticket_sentiment": dg.AssetIn(key=keys.TICKET_SENTIMENT),
         },
-        metadata={"partition_column": "activity_date"},
+        metadata={"partition_column": "activity_date", **CUSTOMER_DAILY_ACTIVITY.definition_metadata()},
         automation_condition=partitions.on_upstream_change(),
         kinds={"sql", "parquet"},
         pool=pools.FEATURE_ENGINE,
@@ -52,7 +54,7 @@ def build_feature_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefini
                 key=keys.CUSTOMER_DAILY_ACTIVITY, partition_mapping=partitions.feature_window()
             )
         },
-        metadata={"partition_column": "as_of_date"},
+        metadata={"partition_column": "as_of_date", **CUSTOMER_FEATURES.definition_metadata()},
         automation_condition=partitions.on_upstream_change(),
         kinds={"sql", "parquet"},
         pool=pools.FEATURE_ENGINE,
@@ -68,3 +70,27 @@ def build_feature_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefini
         )
 
     return [customer_daily_activity, customer_features]
+
+
+def build_feature_checks(partitions: PlatformPartitions) -> list[dg.AssetChecksDefinition]:
+    @dg.asset_check(
+        asset=keys.CUSTOMER_DAILY_ACTIVITY,
+        name="contract",
+        blocking=True,
+        partitions_def=partitions.daily,
+        description=describe_contract_check(CUSTOMER_DAILY_ACTIVITY),
+    )
+    def customer_daily_activity_contract(customer_daily_activity: ParquetFiles) -> dg.AssetCheckResult:
+        return contract_check_result(customer_daily_activity, CUSTOMER_DAILY_ACTIVITY)
+
+    @dg.asset_check(
+        asset=keys.CUSTOMER_FEATURES,
+        name="contract",
+        blocking=True,
+        partitions_def=partitions.daily,
+        description=describe_contract_check(CUSTOMER_FEATURES),
+    )
+    def customer_features_contract(customer_features: ParquetFiles) -> dg.AssetCheckResult:
+        return contract_check_result(customer_features, CUSTOMER_FEATURES)
+
+    return [customer_daily_activity_contract, customer_features_contract]

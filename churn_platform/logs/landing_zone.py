@@ -1,7 +1,9 @@
 """The landing zone where product interaction logs arrive as JSON-lines files.
 
-Layout: ``<base_path>/interaction_logs/date=YYYY-MM-DD/<any name>.jsonl``. One folder per UTC day;
-any number of files per day.
+Layout: ``<base_path>/interaction_logs/date=YYYY-MM-DD/<any name>.jsonl`` (or ``.jsonl.gz``,
+gzip-compressed). One folder per UTC day; any number of files per day. Names starting with a dot
+are writes in progress and are not read; any other name is refused by name, never skipped
+silently (an upper-case ``.JSONL`` or a ``.csv`` is a mistake to fix, not data to lose).
 """
 
 import datetime as dt
@@ -30,8 +32,15 @@ class LandedFile:
     modified: float  # seconds since the epoch, by the store's clock
 
 
+LOG_SUFFIXES = (".jsonl", ".jsonl.gz")
+
+
 def is_log_file(name: str) -> bool:
-    return name.endswith(".jsonl") and not name.startswith(".")
+    return name.endswith(LOG_SUFFIXES) and not name.startswith(".")
+
+
+class UnsupportedLandingFiles(ValueError):
+    """A day folder holds files that are not interaction logs; the message names them."""
 
 
 def fingerprint(files: list[LandedFile]) -> str:
@@ -71,10 +80,18 @@ class LandingZone(dg.ConfigurableResource):
     connection: ObjectStoreConnection | None = None
 
     def files_for(self, date: str) -> list[UPath]:
+        """The day's log files, in name order; any other (visible) entry is refused by name."""
         folder = day_folder(self.base_path, date, self.connection)
         if not folder.exists():
             return []
-        return sorted(p for p in folder.iterdir() if is_log_file(p.name))
+        entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+        unsupported = sorted(p.name for p in entries if not is_log_file(p.name) or p.is_dir())
+        if unsupported:
+            raise UnsupportedLandingFiles(
+                f"{uri_of(folder)} holds {unsupported}: only *.jsonl and *.jsonl.gz files (lower case) "
+                "may land there; move or rename them and re-run"
+            )
+        return sorted(entries, key=lambda p: p.name)
 
     def list_day(self, date: str) -> list[LandedFile]:
         """The day's log files with their versions, listed afresh (no client-side listing cache)."""

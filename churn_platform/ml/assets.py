@@ -6,7 +6,12 @@ import pandas as pd
 
 from churn_platform.engines.base import FeatureEngine
 from churn_platform.ml.business import Costs
-from churn_platform.ml.drift import DEFAULT_PSI_THRESHOLD, drift_by_day, drift_summary_by_day
+from churn_platform.ml.drift import (
+    DEFAULT_PSI_THRESHOLD,
+    drift_by_day,
+    drift_summary_by_day,
+    prediction_drift,
+)
 from churn_platform.ml.labels import compute_churn_labels
 from churn_platform.ml.model_card import CARD_PATH, render_model_card
 from churn_platform.ml.plots import evaluation_figures, permutation_importances
@@ -305,4 +310,44 @@ def build_ml_assets(
         )
         return drift
 
-    return [churn_labels, training_set, churn_model, churn_scores, feature_drift]
+    @dg.asset(
+        key=keys.PREDICTION_DRIFT,
+        group_name="ml",
+        partitions_def=partitions.daily,
+        ins={
+            "inference_logs": dg.AssetIn(key=keys.INFERENCE_LOGS),
+            # Day D's requests are served from the features (and batch scores) as of D-1.
+            "churn_scores": dg.AssetIn(
+                key=keys.CHURN_SCORES,
+                partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1),
+            ),
+        },
+        automation_condition=partitions.on_upstream_change(ignore=[keys.CHURN_SCORES]),
+        kinds={"pandas", "parquet"},
+    )
+    def prediction_drift_of_served_scores(
+        context: dg.AssetExecutionContext,
+        config: FeatureDriftConfig,
+        inference_logs: pd.DataFrame,
+        churn_scores: pd.DataFrame,
+    ) -> pd.DataFrame:
+        """Prediction drift: the PSI of the churn probabilities `churn-platform serve` answered on the
+        day (customers scored by id) against the batch scores of the day before, the features the
+        service served from; checked by `prediction_drift_below_threshold`."""
+        # Scores served from the stored features only: not what-if rows, nor webhook scores with a
+        # new ticket folded in.
+        served = inference_logs.loc[
+            inference_logs["endpoint"].isin(["customer", "batch"]), "churn_probability"
+        ]
+        drift = prediction_drift(churn_scores["churn_probability"], served, config.psi_threshold)
+        context.add_output_metadata({k: v for k, v in drift.items() if v is not None})
+        return pd.DataFrame([{"date": context.partition_key, **drift}])
+
+    return [
+        churn_labels,
+        training_set,
+        churn_model,
+        churn_scores,
+        feature_drift,
+        prediction_drift_of_served_scores,
+    ]

@@ -88,7 +88,30 @@ def drift_below_threshold(context: dg.AssetCheckExecutionContext) -> dg.AssetChe
     )
 
 
-ML_CHECKS = [churn_model_promotion_gate, drift_below_threshold]
+@dg.asset_check(asset=keys.PREDICTION_DRIFT, name=keys.PREDICTION_DRIFT_BELOW_THRESHOLD.name)
+def prediction_drift_below_threshold(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    """Warns when the probabilities served on the day drifted past the PSI threshold against the
+    batch scores they were served from; passes (saying so) on a day nothing was served."""
+    entry = latest_materialization(context.instance, keys.PREDICTION_DRIFT, context.partition_key)
+    meta = entry.asset_materialization.metadata
+    threshold = float(meta["psi_threshold"].value)
+    if "psi" not in meta:
+        return dg.AssetCheckResult(
+            passed=True,
+            severity=dg.AssetCheckSeverity.WARN,
+            description="no predictions were served that day",
+        )
+    psi = float(meta["psi"].value)
+    return dg.AssetCheckResult(
+        passed=psi <= threshold,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"PSI of the served probabilities {psi:.3f} (threshold {threshold}); "
+        f"{meta['served_predictions'].value} served",
+        metadata={"psi": psi},
+    )
+
+
+ML_CHECKS = [churn_model_promotion_gate, drift_below_threshold, prediction_drift_below_threshold]
 
 
 def promotion_gate_run_config(thresholds: dict[str, float]) -> dict:

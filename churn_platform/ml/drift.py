@@ -118,3 +118,24 @@ def drift_streak(
         return None
     features = sorted({f for d in days for f in drifted_features_by_day.get(d, [])})
     return DriftStreak(days[-1], end, max(max_psi_by_day[d] for d in days), features, threshold)
+
+
+def prediction_drift(
+    reference: pd.Series, served: pd.Series, psi_threshold: float
+) -> dict[str, float | int | bool | None]:
+    """The PSI of the probabilities the service answered against the batch scores of the features
+    it served from (every active customer), with both means; no served prediction, no PSI.
+
+    A shift here without feature drift means the callers ask about other customers than the
+    population (e.g. the CRM asks about customers who complain): read it next to feature drift."""
+    served = served.dropna()
+    psi = round(population_stability_index(reference, served), 4) if len(served) else None
+    return {
+        "served_predictions": int(len(served)),
+        "reference_customers": int(len(reference)),
+        "served_mean": float(served.mean()) if len(served) else None,
+        "reference_mean": float(reference.mean()) if len(reference) else None,
+        "psi": psi,
+        "psi_threshold": psi_threshold,
+        "drifted": psi is not None and psi > psi_threshold,
+    }

@@ -138,12 +138,12 @@ def _schema_of(data: bytes) -> pa.Schema:
     return _SCHEMAS[data]
 
 
-def read_current_rows(
+def read_current_raw(
     client, prefix: str, customer_ids: Sequence[int]
-) -> tuple[str, pa.Schema, pd.DataFrame, list[int]]:
-    """The current version's as-of date and schema, these customers' rows in it as the batch path
-    reads them (Arrow to pandas) and the ids it does not hold: the rows and their schema are read
-    in one round trip, so a version re-loaded meanwhile is never read with another's schema."""
+) -> tuple[str, pa.Schema, list[bytes | None]]:
+    """The current version's as-of date and schema and these customers' rows as stored (JSON
+    bytes, None for an id the version does not hold), read in one round trip, so a version
+    re-loaded meanwhile is never read with another's schema."""
     as_of = current_version(client, prefix)
     pipe = client.pipeline(transaction=True)
     pipe.get(schema_key(prefix, as_of))
@@ -151,8 +151,15 @@ def read_current_rows(
     schema_data, values = pipe.execute()
     if schema_data is None:
         raise OnlineFeaturesMissing(f"online features as of {as_of} are gone (expired or deleted)")
-    schema = _schema_of(schema_data)
-    values = values if customer_ids else []
+    return as_of, _schema_of(schema_data), values if customer_ids else []
+
+
+def read_current_rows(
+    client, prefix: str, customer_ids: Sequence[int]
+) -> tuple[str, pa.Schema, pd.DataFrame, list[int]]:
+    """The current version's as-of date and schema, these customers' rows in it as the batch path
+    reads them (Arrow to pandas) and the ids it does not hold."""
+    as_of, schema, values = read_current_raw(client, prefix, customer_ids)
     rows = [json.loads(v) for v in values if v is not None]
     missing = [c for c, v in zip(customer_ids, values, strict=True) if v is None]
     return as_of, schema, rows_to_frame(rows, schema), missing

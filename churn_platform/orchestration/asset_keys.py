@@ -13,6 +13,9 @@ CHURN_MODEL = dg.AssetKey(["ml", "churn_model"])
 CHURN_SCORES = dg.AssetKey(["ml", "churn_scores"])
 FEATURE_DRIFT = dg.AssetKey(["ml", "feature_drift"])
 ONLINE_CUSTOMER_FEATURES = dg.AssetKey(["online", "customer_features"])
+INFERENCE_LOGS = dg.AssetKey(["raw", "inference_logs"])
+PREDICTION_DRIFT = dg.AssetKey(["ml", "prediction_drift"])
+INFERENCE_LOG_BACKUP = dg.AssetKey(["backups", "inference_logs"])
 MODEL_SNAPSHOT = dg.AssetKey(["backups", "model_snapshot"])
 PLATFORM_METADATA = dg.AssetKey(["backups", "platform_metadata"])
 RESTORE_DRILL = dg.AssetKey(["backups", "restore_drill"])
@@ -29,6 +32,9 @@ ALL = (
     CHURN_SCORES,
     FEATURE_DRIFT,
     ONLINE_CUSTOMER_FEATURES,
+    INFERENCE_LOGS,
+    PREDICTION_DRIFT,
+    INFERENCE_LOG_BACKUP,
     MODEL_SNAPSHOT,
     PLATFORM_METADATA,
     RESTORE_DRILL,
@@ -37,4 +43,5 @@ ALL = (
 # Asset checks, by the name they are registered under.
 PROMOTION_GATE = dg.AssetCheckKey(CHURN_MODEL, "promotion_gate")
 DRIFT_BELOW_THRESHOLD = dg.AssetCheckKey(FEATURE_DRIFT, "drift_below_threshold")
+PREDICTION_DRIFT_BELOW_THRESHOLD = dg.AssetCheckKey(PREDICTION_DRIFT, "prediction_drift_below_threshold")
 RECOVERY_OBJECTIVES = dg.AssetCheckKey(RESTORE_DRILL, "recovery_objectives")

@@ -18,6 +18,11 @@ def on_upstream_change(lookback: dt.timedelta, ignore: Sequence[dg.AssetKey] = (
     """Materialize a partition when a partition it reads was updated (or it newly became missing
     with everything it reads present), not while its inputs are still being written.
 
+    Blocking checks are not part of it: a single-run backfill records its checks' results without a
+    partition, so "every upstream partition's blocking checks passed" would never hold for days
+    that arrived in a range. Raw data that must not flow on fails its own materialization instead
+    (the landing contract's quarantine limit, an unusual volume: logs/assets.py).
+
     Like ``AutomationCondition.eager()``, but looking back ``lookback`` instead of only the latest
     partition, so that late files for recent days flow downstream too. ``ignore``: dependencies
     that only point at "the latest" of something (the champion model, the newest training set); a

@@ -7,7 +7,9 @@ from churn_platform.orchestration import kubernetes
 
 daily_ingestion_job = dg.define_asset_job(
     "daily_ingestion_job",
-    selection=dg.AssetSelection.groups("raw", "enriched", "features"),
+    # raw/inference_logs is the scoring service's, ingested by inference_log_job.
+    selection=dg.AssetSelection.groups("raw", "enriched", "features")
+    - dg.AssetSelection.assets(keys.INFERENCE_LOGS),
     description="Raw tickets and logs, sentiment, daily activity and rolling customer features.",
     tags=kubernetes.job_run_tags("daily_ingestion_job"),
 )
@@ -40,6 +42,14 @@ online_features_job = dg.define_asset_job(
     tags=kubernetes.job_run_tags("online_features_job"),
 )
 
+inference_log_job = dg.define_asset_job(
+    "inference_log_job",
+    selection=dg.AssetSelection.assets(keys.INFERENCE_LOGS, keys.PREDICTION_DRIFT, keys.INFERENCE_LOG_BACKUP),
+    description="The predictions `churn-platform serve` answered on a day: ingested, checked for "
+    "prediction drift and backed up.",
+    tags=kubernetes.job_run_tags("inference_log_job"),
+)
+
 metadata_backup_job = dg.define_asset_job(
     "metadata_backup_job",
     selection=dg.AssetSelection.assets(keys.PLATFORM_METADATA, keys.RESTORE_DRILL),
@@ -54,5 +64,6 @@ ALL_JOBS = [
     training_job,
     scoring_job,
     online_features_job,
+    inference_log_job,
     metadata_backup_job,
 ]

@@ -49,6 +49,9 @@ ASSET_PROFILES: dict[dg.AssetKey, str] = {
     keys.CHURN_SCORES: "scoring",
     keys.FEATURE_DRIFT: "scoring",
     keys.ONLINE_CUSTOMER_FEATURES: "ingestion",  # one day's feature file at a time into Redis
+    keys.INFERENCE_LOGS: "ingestion",  # one day of the service's predictions
+    keys.PREDICTION_DRIFT: "ingestion",
+    keys.INFERENCE_LOG_BACKUP: "ingestion",
     keys.MODEL_SNAPSHOT: "ingestion",
     keys.PLATFORM_METADATA: "ingestion",
     keys.RESTORE_DRILL: "ingestion",
@@ -62,6 +65,7 @@ JOB_PROFILES: dict[str, str] = {
     "training_job": "training",  # churn_model
     "scoring_job": "scoring",  # churn_scores, feature_drift
     "online_features_job": "ingestion",  # online/customer_features
+    "inference_log_job": "ingestion",  # inference_logs, prediction_drift and their backup
     "metadata_backup_job": "ingestion",  # platform_metadata, restore_drill
 }
 

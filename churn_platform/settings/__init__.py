@@ -1,6 +1,6 @@
 """Configuration: the environment is read here, once, and the result passed down.
 
-Each concern has its section (storage, backup protection, pipeline calendar, CRM, MLflow, promotion costs, feature
+Each concern has its section (storage, backup protection, pipeline calendar, data contracts, CRM, MLflow, promotion costs, feature
 engine, automation, alerts, serving) declared with ``setting()``: variable, default, validation and meaning written once, and
 rendered into the README's configuration tables by ``docs.py``. Secrets are never read here:
 resources reference them by name with ``dagster.EnvVar``.
@@ -11,6 +11,7 @@ May import: the standard library only.
 from churn_platform.settings.alerts import AlertSettings
 from churn_platform.settings.automation import AutomationSettings
 from churn_platform.settings.backups import BackupSettings
+from churn_platform.settings.contracts import ContractSettings
 from churn_platform.settings.crm import CRMSettings
 from churn_platform.settings.declare import SettingsError
 from churn_platform.settings.engine import EngineSettings
@@ -27,6 +28,7 @@ __all__ = [
     "AutomationSettings",
     "BackupSettings",
     "CRMSettings",
+    "ContractSettings",
     "EngineSettings",
     "MLflowSettings",
     "PipelineSettings",

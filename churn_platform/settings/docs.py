@@ -17,6 +17,7 @@ TITLES = {
     "storage": "Storage (`CHURN_ENV` picks local disk, S3 or GCS)",
     "backups": "Backups (protection on S3 and GCS, retention, recovery objectives)",
     "pipeline": "Pipeline calendar",
+    "contracts": "Data contracts (quarantine, ranges)",
     "crm": "CRM",
     "mlflow": "MLflow",
     "promotion": "Promotion gate (business costs)",
@@ -24,6 +25,7 @@ TITLES = {
     "automation": "Automation (sensors and schedules)",
     "alerts": "Alerts",
     "serving": "Real-time scoring (online features, the scoring service)",
+    "observability": "Observability (metrics exporter, Pushgateway)",
 }
 
 

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from churn_platform.settings.alerts import AlertSettings
 from churn_platform.settings.automation import AutomationSettings
 from churn_platform.settings.backups import BackupSettings
+from churn_platform.settings.contracts import ContractSettings
 from churn_platform.settings.crm import CRMSettings
 from churn_platform.settings.declare import SettingsError, read_section
 from churn_platform.settings.engine import EngineSettings
 from churn_platform.settings.mlflow import MLflowSettings
+from churn_platform.settings.observability import ObservabilitySettings
 from churn_platform.settings.pipeline import PipelineSettings
 from churn_platform.settings.promotion import PromotionSettings
 from churn_platform.settings.serving import ServingSettings
@@ -21,6 +23,7 @@ SECTIONS = {
     "storage": StorageSettings,
     "backups": BackupSettings,
     "pipeline": PipelineSettings,
+    "contracts": ContractSettings,
     "crm": CRMSettings,
     "mlflow": MLflowSettings,
     "promotion": PromotionSettings,
@@ -28,6 +31,7 @@ SECTIONS = {
     "automation": AutomationSettings,
     "alerts": AlertSettings,
     "serving": ServingSettings,
+    "observability": ObservabilitySettings,
 }
 
 
@@ -36,6 +40,7 @@ class PlatformSettings:
     storage: StorageSettings
     backups: BackupSettings
     pipeline: PipelineSettings
+    contracts: ContractSettings
     crm: CRMSettings
     mlflow: MLflowSettings
     promotion: PromotionSettings
@@ -43,6 +48,7 @@ class PlatformSettings:
     automation: AutomationSettings
     alerts: AlertSettings
     serving: ServingSettings
+    observability: ObservabilitySettings
     # Which of the sections' declared secrets are set (names only: values are never read here;
     # resources pass them on as dagster.EnvVar references, resolved at run time).
     secrets_set: frozenset[str] = frozenset()

@@ -37,6 +37,21 @@ class ServingSettings:
         "how often the service checks which version the `champion` alias names (it switches without a restart)",
         minimum=1,
     )
+    score_cache_entries: int = setting(
+        "CHURN_SERVING_SCORE_CACHE_ENTRIES",
+        100_000,
+        "scores kept in memory, keyed by model SHA-256 and the stored feature row, so a customer asked "
+        "about again is not re-scored until their features or the model change (about 1 KB each; 0: "
+        "score every request)",
+        minimum=0,
+    )
+    inference_log_flush_seconds: int = setting(
+        "CHURN_INFERENCE_LOG_FLUSH_SECONDS",
+        10,
+        "the service writes its buffered predictions to the inference log at least this often (a crash "
+        "loses at most this much of the log; the scores themselves were already answered)",
+        minimum=1,
+    )
 
     SECRETS: ClassVar[dict[str, str]] = {
         "CHURN_REDIS_PASSWORD": "password of the online feature store, read through `dagster.EnvVar`",

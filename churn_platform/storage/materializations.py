@@ -5,6 +5,10 @@ from typing import Any
 
 import dagster as dg
 
+# Metadata of an asset read from files that another stage copies as they were read (e.g.
+# raw/inference_logs -> backups/inference_logs): by partition, a list of {uri, bytes, sha256}.
+SOURCE_FILES_METADATA = "source_files"
+
 
 def latest_materialization(
     instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None = None

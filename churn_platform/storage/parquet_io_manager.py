@@ -208,8 +208,10 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             path = self.path_for(asset_key, key)
             try:
                 data = read_bytes(path)
-            except StorageError as exc:
-                raise _not_materialized(asset_key, key, path) from exc
+            except StorageError:
+                if path.exists():  # there but unreadable now: a storage fault, which a retry may fix
+                    raise
+                raise _not_materialized(asset_key, key, path) from None
             frame = parquet_bytes_to_dataframe(data)
             frames.append(frame)
             sources.append(
@@ -250,9 +252,17 @@ def _latest_materialized_partition(instance: dg.DagsterInstance, asset_key: dg.A
     return entry.asset_materialization.partition
 
 
-def _not_materialized(asset_key: dg.AssetKey, key: str | None, path: UPath) -> StorageError:
+class PartitionNotMaterialized(dg.Failure, StorageError):
+    """A missing upstream partition: a Failure without retries (retrying the step cannot create
+    it), and a StorageError for callers outside Dagster."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(description=message, allow_retries=False)
+
+
+def _not_materialized(asset_key: dg.AssetKey, key: str | None, path: UPath) -> PartitionNotMaterialized:
     where = f" partition {key}" if key else ""
-    return StorageError(
+    return PartitionNotMaterialized(
         f"{asset_key.to_user_string()}{where} is not materialized: {uri_of(path)} does "
         f"not exist. Materialize it first, e.g. `dagster asset materialize -m "
         f"churn_platform.definitions --select {asset_key.to_user_string()}"

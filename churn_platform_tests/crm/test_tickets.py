@@ -47,7 +47,7 @@ def test_satisfaction_rating_may_be_null_empty_or_an_object(rating, expected):
 def test_missing_required_fields_are_named():
     broken = ticket(id=9)
     del broken["requester_id"]
-    with pytest.raises(TicketSchemaError, match=r"requester_id \(tickets \[9\]\)"):
+    with pytest.raises(TicketSchemaError, match=r"requester_id missing \(tickets \[9\]"):
         normalize_tickets([ticket(), broken])
 
 
@@ -76,3 +76,30 @@ def test_export_round_trips(tmp_path):
     path = str(tmp_path / "tickets.jsonl")
     write_export(path, [ticket(id=1), ticket(id=2)])
     assert [t["id"] for t in read_export(path)] == [1, 2]
+
+
+def test_a_huge_description_is_scored_in_bounded_time_from_its_first_characters():
+    """VADER's time grows with the square of the text (160 KB took 47 s): the text is truncated."""
+    import time
+
+    import pandas as pd
+
+    from churn_platform.crm.sentiment import MAX_SENTIMENT_CHARS, score_ticket_sentiment, ticket_sentiment
+
+    huge = "The export keeps failing and I am really angry about it. " * 3000  # ~170 KB
+    tickets = pd.DataFrame(
+        {
+            "ticket_id": [1],
+            "customer_id": [2],
+            "updated_date": ["2026-01-05"],
+            "subject": ["Broken"],
+            "description": [huge],
+        }
+    )
+    started = time.perf_counter()
+    scored = score_ticket_sentiment(tickets)
+    assert time.perf_counter() - started < 5
+    assert scored["sentiment"].iloc[0] == ticket_sentiment(
+        "Broken", huge[: MAX_SENTIMENT_CHARS - len("Broken. ")]
+    )
+    assert scored["sentiment_label"].iloc[0] == "negative"

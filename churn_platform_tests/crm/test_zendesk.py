@@ -9,9 +9,11 @@ import httpx
 import pytest
 from upath import UPath
 
+from churn_platform.contracts.quarantine import QuarantineStore
 from churn_platform.crm.assets import build_crm_assets
 from churn_platform.crm.resources import ZendeskCRMResource
 from churn_platform.crm.simulator import FaultConfig, ZendeskSimulator
+from churn_platform.crm.tickets import PLATFORM_EXTERNAL_ID_PREFIX, PLATFORM_TICKET_TAG
 from churn_platform.crm.zendesk_api import CRMAPIError, RetrySettings, ZendeskAPI, basic_auth_header
 from churn_platform.orchestration import asset_keys as keys
 from churn_platform.orchestration.partitions import build_partitions
@@ -160,9 +162,10 @@ def test_created_tickets_appear_in_the_cursor_paginated_list(tickets):
             assert page["meta"]["has_more"] == (page["links"]["next"] is not None)
             url = page["links"]["next"]
         assert seen == sorted(t["id"] for t in tickets[:5]) + [new_id]
-        assert sim.created[0]["subject"] == "churn_platform run failed" and sim.created[0]["tags"] == [
-            "alert"
-        ]
+        assert sim.created[0]["subject"] == "churn_platform run failed"
+        # The platform's own tickets carry its mark, so raw/crm_tickets leaves them out.
+        assert sim.created[0]["tags"] == ["alert", PLATFORM_TICKET_TAG]
+        assert sim.created[0]["external_id"].startswith(PLATFORM_EXTERNAL_ID_PREFIX)
 
 
 def test_asset_ingests_through_http_and_secrets_stay_out_of_logs_and_metadata(
@@ -181,7 +184,11 @@ def test_asset_ingests_through_http_and_secrets_stay_out_of_logs_and_metadata(
                 [crm_tickets],
                 instance=instance,
                 partition_key="2026-01-12",
-                resources={"crm": crm, "io_manager": ParquetIOManager(base_path=str(tmp_path))},
+                resources={
+                    "crm": crm,
+                    "io_manager": ParquetIOManager(base_path=str(tmp_path)),
+                    "quarantine": QuarantineStore(base_path=str(tmp_path / "quarantine")),
+                },
             )
             assert result.success
             text = "\n".join(str(e) for e in instance.all_logs(result.run_id))
@@ -237,6 +244,7 @@ def test_failed_crm_runs_keep_the_secret_out_of_errors_logs_and_the_event_log(
             resources={
                 "crm": client(sim.url, max_attempts=3, **auth),
                 "io_manager": ParquetIOManager(base_path=str(tmp_path)),
+                "quarantine": QuarantineStore(base_path=str(tmp_path / "quarantine")),
             },
         )
         assert not result.success
@@ -266,6 +274,7 @@ def test_a_crm_that_stays_broken_fails_the_asset_and_writes_nothing(tickets, tmp
             resources={
                 "crm": client(sim.url, max_attempts=3),
                 "io_manager": ParquetIOManager(base_path=str(tmp_path)),
+                "quarantine": QuarantineStore(base_path=str(tmp_path / "quarantine")),
             },
         )
     assert not result.success

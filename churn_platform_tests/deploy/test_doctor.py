@@ -36,13 +36,14 @@ from churn_platform_tests.support.servers import S3Server, free_port
 pytestmark = pytest.mark.slow
 
 CLI = str(BIN / "churn-platform")
-SERVICES = {"warehouse", "backups", "dagster", "mlflow", "crm", "spark", "slack"}
+SERVICES = {"warehouse", "backups", "dagster", "mlflow", "crm", "spark", "slack", "online", "serving"}
 AWS_KEY_ID, AWS_SECRET = "AKIADOCTOR0000000001", "doctor-aws-secret-9f8e7d6c5b4a"
 EMAIL, ZENDESK_TOKEN = "ops@example.com", "doctor-zendesk-token-3c2b1a"
 SLACK_TOKEN = "XXXXXXXX"
 SLACK_URL = f"https://hooks.slack.com/services/T000/B000/{SLACK_TOKEN}"
 PG_PASSWORD = "s3cret-pg-password"
-SECRETS = [AWS_KEY_ID, AWS_SECRET, ZENDESK_TOKEN, SLACK_URL, SLACK_TOKEN, PG_PASSWORD]
+API_KEY = "doctor-serving-key-" + uuid.uuid4().hex
+SECRETS = [AWS_KEY_ID, AWS_SECRET, ZENDESK_TOKEN, SLACK_URL, SLACK_TOKEN, PG_PASSWORD, API_KEY]
 
 
 @dataclass
@@ -158,6 +159,8 @@ def stack(s3_server: S3Server, tmp_path_factory) -> Iterator[Stack]:
             "CHURN_FEATURE_ENGINE": "spark",
             "CHURN_SPARK_MASTER": spark.master_url,
             "SLACK_WEBHOOK_URL": SLACK_URL,
+            "CHURN_ONLINE_KEY_PREFIX": f"doctor-{uuid.uuid4().hex[:8]}",  # the Redis on loopback
+            "CHURN_SERVING_API_KEY": API_KEY,
         }
         load_settings(env)  # a complete production configuration, or this fixture says what is missing
         yield Stack(env, s3_server, spark, work)
@@ -189,6 +192,8 @@ def test_every_service_up_is_reported_ok(stack):
     assert "authenticated" in lines["crm"].detail
     assert "accepts connections" in lines["spark"].detail
     assert lines["slack"].detail.startswith("an incoming-webhook URL")
+    assert "answered; no features loaded yet" in lines["online"].detail
+    assert lines["serving"].detail.startswith(f"set ({len(API_KEY)} characters); CRM webhooks off")
     report.assert_no_secret()
 
 
@@ -232,6 +237,18 @@ BROKEN = {
         "CHURN_CRM_EMAIL/ZENDESK_API_TOKEN",
         "refused the credentials (401)",
     ),
+    "redis down": (
+        _closed_port("CHURN_REDIS_URL", "redis://127.0.0.1:{port}/0"),
+        "online",
+        "CHURN_REDIS_URL",
+        "Connection refused",
+    ),
+    "service key too short": (
+        _set(CHURN_SERVING_API_KEY="short-key"),
+        "serving",
+        "CHURN_SERVING_API_KEY",
+        "shorter than 16 characters",
+    ),
     "slack url not https": (
         _set(SLACK_WEBHOOK_URL=SLACK_URL.replace("https:", "http:")),
         "slack",
@@ -252,7 +269,7 @@ def test_a_service_down_is_the_one_failure_and_names_its_setting(stack, case):
     assert {name for name, line in lines.items() if line.status == "FAIL"} == {service}, report
     assert lines[service].setting == setting, report
     assert text in lines[service].detail, report
-    assert "1 of 7 checks failed" in report.stderr
+    assert f"1 of {len(SERVICES)} checks failed" in report.stderr
     report.assert_no_secret(*(value for value in changes.values() if value and "token" in value))
 
 
@@ -271,6 +288,8 @@ def test_every_service_down_at_once_each_named(stack):
         CHURN_CRM_URL=stopped_crm,
         CHURN_SPARK_MASTER=f"spark://127.0.0.1:{free_port()}",
         SLACK_WEBHOOK_URL=f"https://example.com/services/T000/B000/{SLACK_TOKEN}",
+        CHURN_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+        CHURN_SERVING_API_KEY="guessable",
     )
     assert report.returncode == 1, report
     expected = {
@@ -281,12 +300,14 @@ def test_every_service_down_at_once_each_named(stack):
         "crm": ("CHURN_CRM_URL", "connection failed"),
         "spark": ("CHURN_SPARK_MASTER", "no master answers"),
         "slack": ("SLACK_WEBHOOK_URL", "host is not hooks.slack.com"),
+        "online": ("CHURN_REDIS_URL", "Connection refused"),
+        "serving": ("CHURN_SERVING_API_KEY", "shorter than 16 characters"),
     }
     lines = report.lines
     assert {name: line.status for name, line in lines.items()} == dict.fromkeys(SERVICES, "FAIL"), report
     for service, (setting, text) in expected.items():
         assert lines[service].setting == setting and text in lines[service].detail, report
-    assert "7 of 7 checks failed" in report.stderr
+    assert f"{len(SERVICES)} of {len(SERVICES)} checks failed" in report.stderr
     report.assert_no_secret()
 
 

@@ -181,13 +181,15 @@ def test_a_run_whose_worker_dies_is_failed_and_alerted_once(production_instance,
             assert len(webhook.bodies) == 1
             alert = str(webhook.bodies[0])
             assert run.run_id in alert
+            monitoring_saw_it = (
+                "Detected run worker status FAILED" in alert and f"run worker process {pid} is gone" in alert
+            )
             if lost == "worker":
-                assert "terminated by signal 9 (SIGKILL)" in alert
+                # Usually the code server reports the signal first; on a loaded machine run
+                # monitoring's poll (every 2 s here) can win the race. Either names what happened.
+                assert "terminated by signal 9 (SIGKILL)" in alert or monitoring_saw_it
             else:
-                assert (
-                    "Detected run worker status FAILED" in alert
-                    and f"run worker process {pid} is gone" in alert
-                )
+                assert monitoring_saw_it
     except BaseException:
         print(dev.log_tail())
         raise

@@ -79,7 +79,7 @@ def test_all_files_of_a_day_are_read(tmp_path):
     zone = LandingZone(base_path=str(tmp_path))
     zone.write_file("2026-01-05", "a.jsonl", line() + "\n")
     zone.write_file("2026-01-05", "b.jsonl", line(customer_id=9) + "\n")
-    zone.write_file("2026-01-05", "notes.txt", "ignored")
+    zone.write_file("2026-01-05", ".tmp-123.part", "a write in progress is not read")
     frame, files = read_landing_day(zone, "2026-01-05")
     assert sorted(frame["customer_id"].to_pylist()) == [7, 9]
     assert [f.rsplit("/", 1)[1] for f in files] == ["a.jsonl", "b.jsonl"]

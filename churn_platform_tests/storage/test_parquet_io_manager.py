@@ -205,3 +205,31 @@ def test_engines_get_the_files_of_the_partitions_and_a_missing_one_is_named(tmp_
         StorageError, match="raw/things partition 2026-01-03 is not materialized: .*2026-01-03.parquet"
     ):
         manager.partition_files(key, ["2026-01-02", "2026-01-03"])
+
+
+def test_a_missing_upstream_partition_fails_once_not_retried(tmp_path):
+    """Retrying cannot create an upstream partition: the step's RetryPolicy is not used up on it."""
+    daily = dg.DailyPartitionsDefinition(start_date="2026-01-01")
+    attempts = []
+
+    @dg.asset(key=["raw", "things"], partitions_def=daily)
+    def things() -> None: ...
+
+    @dg.asset(
+        partitions_def=daily,
+        ins={"things": dg.AssetIn(key=["raw", "things"])},
+        retry_policy=dg.RetryPolicy(max_retries=3),
+    )
+    def uses_things(things) -> None:
+        attempts.append(things)
+
+    result = dg.materialize(
+        [things.to_source_asset(), uses_things],
+        partition_key="2026-01-02",
+        resources={"io_manager": ParquetIOManager(base_path=str(tmp_path))},
+        raise_on_error=False,
+    )
+    assert not result.success and attempts == []
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert "raw/things partition 2026-01-02 is not materialized" in failure.step_failure_data.error.message
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
