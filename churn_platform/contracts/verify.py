@@ -2,6 +2,7 @@
 columns never null, values above their minimum, null shares under their ceilings. One query per
 table, over the Arrow table or the Parquet files themselves (never through pandas)."""
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import dagster as dg
@@ -101,9 +102,26 @@ def contract_check_result(data: pa.Table | ParquetFiles, contract: Contract) -> 
     )
 
 
-def describe_contract_check(contract: Contract) -> str:
+def build_contract_check(
+    key: dg.AssetKey, contract: Contract, partitions_def: dg.PartitionsDefinition
+) -> dg.AssetChecksDefinition:
+    """The blocking `contract` check of an asset whose files an engine can scan: the contract's
+    table rules over the partition(s) the run wrote, in one DuckDB query."""
     keys = f"keys ({', '.join(contract.keys)}) unique, " if contract.keys else ""
-    return (
-        f"The {contract.asset} contract on the written partition(s): {keys}required columns never null, "
-        "values above their minimum, null shares under their ceilings. Blocking: downstream assets wait for a fix."
+    spec = dg.AssetCheckSpec(
+        "contract",
+        asset=key,
+        blocking=True,
+        partitions_def=partitions_def,
+        description=f"The {contract.asset} contract on the written partition(s): {keys}required columns "
+        "never null, values above their minimum, null shares under their ceilings. Blocking: downstream "
+        "assets wait for a fix.",
     )
+
+    @dg.multi_asset_check(
+        name=f"{'__'.join(key.path)}_contract", specs=[spec], ins={"written": dg.AssetIn(key=key)}
+    )
+    def contract_check(written: ParquetFiles) -> Iterator[dg.AssetCheckResult]:
+        yield contract_check_result(written, contract)
+
+    return contract_check

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from churn_platform.contracts.crm_tickets import CRM_TICKETS
 from churn_platform.contracts.quarantine import QuarantineStore
-from churn_platform.contracts.verify import contract_check_result, describe_contract_check
+from churn_platform.contracts.verify import build_contract_check
 from churn_platform.crm.resources import CRMResource
 from churn_platform.crm.sentiment import score_ticket_sentiment
 from churn_platform.crm.tickets import (
@@ -27,7 +27,6 @@ from churn_platform.orchestration import pools
 from churn_platform.orchestration.partitions import PlatformPartitions
 from churn_platform.orchestration.retries import EXTERNAL_CALL_RETRY
 from churn_platform.settings import CRMSettings
-from churn_platform.storage.parquet_files import ParquetFiles
 
 # raw/crm_tickets' quarantine rows (contracts/quarantine.py keeps them, one file per partition):
 # one row per problem, with the ticket as exported.
@@ -144,17 +143,7 @@ def build_crm_assets(
 
 
 def build_crm_checks(partitions: PlatformPartitions) -> list[dg.AssetChecksDefinition]:
-    @dg.asset_check(
-        asset=keys.CRM_TICKETS,
-        name="contract",
-        blocking=True,
-        partitions_def=partitions.daily,
-        description=describe_contract_check(CRM_TICKETS),
-    )
-    def crm_tickets_contract(crm_tickets: ParquetFiles) -> dg.AssetCheckResult:
-        return contract_check_result(crm_tickets, CRM_TICKETS)
-
-    return [crm_tickets_contract]
+    return [build_contract_check(keys.CRM_TICKETS, CRM_TICKETS, partitions.daily)]
 
 
 def _replace_quarantine(

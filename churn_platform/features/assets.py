@@ -10,7 +10,7 @@ import dagster as dg
 import pandas as pd
 
 from churn_platform.contracts.features import CUSTOMER_DAILY_ACTIVITY, CUSTOMER_FEATURES
-from churn_platform.contracts.verify import contract_check_result, describe_contract_check
+from churn_platform.contracts.verify import build_contract_check
 from churn_platform.engines.base import FeatureEngine
 from churn_platform.features.activity import compute_daily_activity
 from churn_platform.features.rolling import compute_customer_features
@@ -73,24 +73,7 @@ def build_feature_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefini
 
 
 def build_feature_checks(partitions: PlatformPartitions) -> list[dg.AssetChecksDefinition]:
-    @dg.asset_check(
-        asset=keys.CUSTOMER_DAILY_ACTIVITY,
-        name="contract",
-        blocking=True,
-        partitions_def=partitions.daily,
-        description=describe_contract_check(CUSTOMER_DAILY_ACTIVITY),
-    )
-    def customer_daily_activity_contract(customer_daily_activity: ParquetFiles) -> dg.AssetCheckResult:
-        return contract_check_result(customer_daily_activity, CUSTOMER_DAILY_ACTIVITY)
-
-    @dg.asset_check(
-        asset=keys.CUSTOMER_FEATURES,
-        name="contract",
-        blocking=True,
-        partitions_def=partitions.daily,
-        description=describe_contract_check(CUSTOMER_FEATURES),
-    )
-    def customer_features_contract(customer_features: ParquetFiles) -> dg.AssetCheckResult:
-        return contract_check_result(customer_features, CUSTOMER_FEATURES)
-
-    return [customer_daily_activity_contract, customer_features_contract]
+    return [
+        build_contract_check(keys.CUSTOMER_DAILY_ACTIVITY, CUSTOMER_DAILY_ACTIVITY, partitions.daily),
+        build_contract_check(keys.CUSTOMER_FEATURES, CUSTOMER_FEATURES, partitions.daily),
+    ]

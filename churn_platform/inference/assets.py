@@ -5,14 +5,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from churn_platform.contracts.inference_logs import INFERENCE_LOGS
-from churn_platform.contracts.verify import contract_check_result, describe_contract_check
+from churn_platform.contracts.verify import build_contract_check
 from churn_platform.inference.log import InferenceLogError, list_day_files, read_inference_files
 from churn_platform.inference.resources import InferenceLogStore
 from churn_platform.orchestration import asset_keys as keys
 from churn_platform.orchestration.partitions import PlatformPartitions
 from churn_platform.orchestration.retries import EXTERNAL_CALL_RETRY
 from churn_platform.storage.materializations import SOURCE_FILES_METADATA
-from churn_platform.storage.parquet_files import ParquetFiles
 from churn_platform.storage.parquet_io_manager import to_json_metadata
 
 # The service flushes its log every few seconds; a day is read once it is over and the last
@@ -68,14 +67,4 @@ def build_inference_assets(partitions: PlatformPartitions) -> list[dg.AssetsDefi
 
 
 def build_inference_checks(partitions: PlatformPartitions) -> list[dg.AssetChecksDefinition]:
-    @dg.asset_check(
-        asset=keys.INFERENCE_LOGS,
-        name="contract",
-        blocking=True,
-        partitions_def=partitions.daily,
-        description=describe_contract_check(INFERENCE_LOGS),
-    )
-    def inference_logs_contract(inference_logs: ParquetFiles) -> dg.AssetCheckResult:
-        return contract_check_result(inference_logs, INFERENCE_LOGS)
-
-    return [inference_logs_contract]
+    return [build_contract_check(keys.INFERENCE_LOGS, INFERENCE_LOGS, partitions.daily)]

@@ -437,6 +437,11 @@ def prediction_drift(instance: dg.DagsterInstance) -> tuple[float | None, float 
 
 
 # -- the collector ---------------------------------------------------------------------------------------
+def _known_values(*gauges: tuple[str, str, float | None]) -> list[Metric]:
+    """An unlabelled gauge for each (name, help, value) whose value is known; none for the others."""
+    return [GaugeMetricFamily(name, help_, value=value) for name, help_, value in gauges if value is not None]
+
+
 def _gauge(name: str, documentation: str, labels: Sequence[str] = ()) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, documentation, labels=list(labels))
 
@@ -629,29 +634,24 @@ class PlatformCollector(Collector):
             decisions.add_metric(["promoted"], gate.passed)
             decisions.add_metric(["rejected"], gate.rejected)
             families.append(decisions)
-            if gate.last_timestamp is not None:
-                families.append(
-                    GaugeMetricFamily(
-                        "churn_promotion_gate_last_decision_timestamp_seconds",
-                        "When the promotion gate last decided (Unix time).",
-                        value=gate.last_timestamp,
-                    )
-                )
-                families.append(
-                    GaugeMetricFamily(
-                        "churn_promotion_gate_last_promoted",
-                        "1 if the gate's latest decision promoted the candidate, 0 if it rejected it.",
-                        value=1.0 if gate.last_passed else 0.0,
-                    )
-                )
-            if gate.last_candidate_roc_auc is not None:
-                families.append(
-                    GaugeMetricFamily(
-                        "churn_promotion_gate_last_candidate_roc_auc",
-                        "Out-of-time ROC AUC of the candidate the gate last decided on.",
-                        value=gate.last_candidate_roc_auc,
-                    )
-                )
+            decided = gate.last_timestamp is not None
+            families += _known_values(
+                (
+                    "churn_promotion_gate_last_decision_timestamp_seconds",
+                    "When the promotion gate last decided (Unix time).",
+                    gate.last_timestamp,
+                ),
+                (
+                    "churn_promotion_gate_last_promoted",
+                    "1 if the gate's latest decision promoted the candidate, 0 if it rejected it.",
+                    (1.0 if gate.last_passed else 0.0) if decided else None,
+                ),
+                (
+                    "churn_promotion_gate_last_candidate_roc_auc",
+                    "Out-of-time ROC AUC of the candidate the gate last decided on.",
+                    gate.last_candidate_roc_auc,
+                ),
+            )
         return families
 
     def _champion(self, now: float) -> list[Metric]:
@@ -680,14 +680,13 @@ class PlatformCollector(Collector):
                 value=champion.age_seconds,
             ),
         ]
-        if champion.training_cutoff_timestamp is not None:
-            families.append(
-                GaugeMetricFamily(
-                    "churn_champion_training_cutoff_timestamp_seconds",
-                    "The as-of date the champion was trained up to (Unix time).",
-                    value=champion.training_cutoff_timestamp,
-                )
+        families += _known_values(
+            (
+                "churn_champion_training_cutoff_timestamp_seconds",
+                "The as-of date the champion was trained up to (Unix time).",
+                champion.training_cutoff_timestamp,
             )
+        )
         for key, (name, documentation) in CHAMPION_METRICS.items():
             if key in champion.metrics:
                 families.append(GaugeMetricFamily(name, documentation, value=champion.metrics[key]))
@@ -705,37 +704,29 @@ class PlatformCollector(Collector):
             for feature, value in sorted(drift.psi.items()):
                 psi.add_metric([feature], value)
             families.append(psi)
-            if drift.max_psi is not None:
-                families.append(
-                    GaugeMetricFamily(
-                        "churn_feature_drift_max_psi",
-                        "The largest feature PSI on the newest day measured.",
-                        value=drift.max_psi,
-                    )
-                )
-            if drift.threshold is not None:
-                families.append(
-                    GaugeMetricFamily(
-                        "churn_feature_drift_psi_threshold",
-                        "The PSI above which a feature counts as drifted.",
-                        value=drift.threshold,
-                    )
-                )
+            families += _known_values(
+                (
+                    "churn_feature_drift_max_psi",
+                    "The largest feature PSI on the newest day measured.",
+                    drift.max_psi,
+                ),
+                (
+                    "churn_feature_drift_psi_threshold",
+                    "The PSI above which a feature counts as drifted.",
+                    drift.threshold,
+                ),
+            )
         served_psi, served_threshold = prediction_drift(self.instance)
-        if served_psi is not None:
-            families.append(
-                GaugeMetricFamily(
-                    "churn_prediction_psi",
-                    "PSI of the probabilities served on the newest day against the batch scores.",
-                    value=served_psi,
-                )
-            )
-        if served_threshold is not None:
-            families.append(
-                GaugeMetricFamily(
-                    "churn_prediction_drift_psi_threshold",
-                    "The PSI above which served predictions count as drifted.",
-                    value=served_threshold,
-                )
-            )
+        families += _known_values(
+            (
+                "churn_prediction_psi",
+                "PSI of the probabilities served on the newest day against the batch scores.",
+                served_psi,
+            ),
+            (
+                "churn_prediction_drift_psi_threshold",
+                "The PSI above which served predictions count as drifted.",
+                served_threshold,
+            ),
+        )
         return families

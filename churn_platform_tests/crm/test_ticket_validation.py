@@ -30,6 +30,7 @@ from churn_platform.crm.zendesk_api import (
     RetrySettings,
     ZendeskAPI,
 )
+from churn_platform_tests.support.data import crm_ticket
 
 UTC = dt.UTC
 NOW = dt.datetime(2026, 1, 12, 12, 0, tzinfo=UTC)
@@ -37,20 +38,7 @@ SKEW = dt.timedelta(minutes=5)
 
 
 def ticket(**overrides):
-    record = {
-        "id": 1,
-        "subject": "Help",
-        "description": "How do I export?",
-        "status": "open",
-        "requester_id": 42,
-        "created_at": "2026-01-12T09:00:00Z",
-        "updated_at": "2026-01-12T10:00:00Z",
-        "satisfaction_rating": None,
-        "priority": "normal",
-        "tags": ["billing"],
-    }
-    record.update(overrides)
-    return record
+    return crm_ticket("2026-01-12", **{"tags": ["billing"], **overrides})
 
 
 @pytest.mark.parametrize(

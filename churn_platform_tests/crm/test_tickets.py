@@ -5,23 +5,11 @@ import pytest
 from churn_platform.crm.export import read_export, write_export
 from churn_platform.crm.sentiment import score_ticket_sentiment
 from churn_platform.crm.tickets import TICKET_COLUMNS, TicketSchemaError, normalize_tickets
+from churn_platform_tests.support.data import crm_ticket
 
 
 def ticket(**overrides):
-    record = {
-        "id": 1,
-        "subject": "Help",
-        "description": "How do I export?",
-        "status": "open",
-        "requester_id": 42,
-        "created_at": "2026-01-05T09:00:00Z",
-        "updated_at": "2026-01-05T10:00:00Z",
-        "satisfaction_rating": None,
-        "priority": "normal",
-        "brand_new_field": {"x": 1},
-    }
-    record.update(overrides)
-    return record
+    return crm_ticket("2026-01-05", **{"brand_new_field": {"x": 1}, **overrides})
 
 
 def test_latest_version_of_each_ticket_is_kept_and_unknown_fields_ignored():

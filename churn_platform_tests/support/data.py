@@ -80,3 +80,19 @@ def synthetic_table(rows: int = 3000, seed: int = 0) -> pd.DataFrame:
             "label": churned,
         }
     )
+
+
+def crm_ticket(day: str, **overrides) -> dict:
+    """One exported Zendesk ticket of ``day`` (created 09:00, updated 10:00 UTC), fields overridden."""
+    return {
+        "id": 1,
+        "subject": "Help",
+        "description": "How do I export?",
+        "status": "open",
+        "requester_id": 42,
+        "created_at": f"{day}T09:00:00Z",
+        "updated_at": f"{day}T10:00:00Z",
+        "satisfaction_rating": None,
+        "priority": "normal",
+        **overrides,
+    }
