@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: install services demo test lint format check-defs bench-tools observability-tools bench-smoke docs dev mlflow-ui bench clean
+.PHONY: install services demo test lint format check-defs bench-tools observability-tools ui-tools screenshots bench-smoke docs dev mlflow-ui bench clean
 
 install: $(STAMP)
 
@@ -34,8 +34,9 @@ services:
 		|| redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
 	@redis-cli -h 127.0.0.1 ping
 
-# Lint and the definitions check first (seconds), every benchmark once at a tiny size, then the suite.
-test: $(STAMP) services observability-tools lint check-defs bench-smoke
+# Lint and the definitions check first (seconds), then the suite, which also runs every benchmark
+# once at a tiny size (churn_platform_tests/test_bench_smoke.py, beside the other tests).
+test: $(STAMP) services observability-tools ui-tools bench-tools lint check-defs
 	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=25
 
 lint: $(STAMP)
@@ -64,6 +65,19 @@ observability-tools:
 		|| apt-get install -y -q prometheus prometheus-pushgateway \
 		|| { apt-get update -q && apt-get install -y -q prometheus prometheus-pushgateway; }
 	@command -v promtool && command -v prometheus-pushgateway
+
+# Chromium, which the browser test of the Dagster UI (churn_platform_tests/ui) drives through Playwright
+# and `make screenshots` uses: installed (Debian's package) when missing. Playwright never downloads a
+# browser of its own here (no `playwright install`): it launches /usr/bin/chromium.
+ui-tools:
+	@test -x /usr/bin/chromium || apt-get install -y -q chromium \
+		|| { apt-get update -q && apt-get install -y -q chromium; }
+	@/usr/bin/chromium --version 2>/dev/null
+
+# The README's UI screenshots (docs/screenshots/), from a small freshly materialized platform in a
+# temporary directory, through the same browser driver as the UI test.
+screenshots: $(STAMP) ui-tools
+	$(BIN)/python -m churn_platform_tests.ui.screenshots docs/screenshots
 
 # Each bench/ script once at a tiny size: proves it still runs, measures nothing.
 bench-smoke: $(STAMP) bench-tools

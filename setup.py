@@ -59,6 +59,7 @@ setup(
             "yamllint>=1.35",  # lints deploy/ (Helm values, instance configuration)
             "kubernetes-validate>=1.30",  # run-pod Job manifests against the Kubernetes schema, offline
             "zenpy>=2.0",  # a real Zendesk client against the CRM simulator (churn_platform_tests/crm)
+            "playwright>=1.50",  # drives Debian's chromium through the Dagster UI (churn_platform_tests/ui)
         ],
     },
     entry_points={"console_scripts": ["churn-platform=churn_platform.cli.main:main"]},

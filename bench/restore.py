@@ -63,7 +63,7 @@ def build_state(
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        timings = run_demo(defs, instance, DemoPlan.for_days(START, days), log=lambda *_: None, gate=gate)
+        timings = run_demo(defs, instance, DemoPlan.for_days(START, days), gate=gate)
     return defs, settings, timings
 
 

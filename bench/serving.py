@@ -174,7 +174,7 @@ def build_state(root: Path, days: int, customers: int, gate: dict | None) -> tup
     defs = build_definitions(settings)
     plan = DemoPlan.for_days(START, days)
     with dg.instance_for_test() as instance:
-        run_demo(defs, instance, plan, log=lambda *_: None, gate=gate)
+        run_demo(defs, instance, plan, gate=gate)
         online = defs.resolve_job_def("online_features_job")
         assert online.execute_in_process(instance=instance, partition_key=plan.last_day).success
     return environ, settings, plan

@@ -8,6 +8,8 @@ import warnings
 
 import dagster as dg
 
+from churn_platform.alerts.check_alerts import build_check_failure_sensor
+from churn_platform.alerts.freshness import build_partition_freshness_sensor
 from churn_platform.alerts.sensors import (
     build_alert_outbox_sensor,
     build_failure_alert_sensor,
@@ -26,6 +28,8 @@ from churn_platform.ml.sensors import build_drift_retraining_sensor
 from churn_platform.observability import build_push_hooks
 from churn_platform.online.assets import build_online_assets
 from churn_platform.orchestration.automation import build_automation_sensor
+from churn_platform.orchestration.freshness import with_freshness
+from churn_platform.orchestration.governance import with_governance
 from churn_platform.orchestration.jobs import ALL_JOBS
 from churn_platform.orchestration.partitions import PlatformPartitions, build_partitions
 from churn_platform.orchestration.schedules import build_schedules
@@ -76,6 +80,8 @@ def build_sensors(settings: PlatformSettings, partitions: PlatformPartitions) ->
         build_failure_alert_sensor(settings.alerts, automation.running),
         build_alert_outbox_sensor(settings.alerts, automation.running),
         build_retraining_notice_sensor(settings.alerts, automation.running),
+        build_partition_freshness_sensor(settings.freshness, settings.alerts, automation.running),
+        build_check_failure_sensor(settings.alerts, automation.running),
         build_metadata_backup_sensor(automation),
     ]
 
@@ -89,6 +95,11 @@ def build_definitions(settings: PlatformSettings) -> dg.Definitions:
     push_hooks = build_push_hooks(settings.observability)
     if push_hooks:
         assets = [asset.with_hooks(push_hooks) for asset in assets]
+    # Partition deadlines (freshness SLAs): a FreshnessPolicy and the deadline in each asset's
+    # metadata, then the `partitions_on_time` checks, passed with the assets (jobs.py leaves them out).
+    assets = with_freshness(assets, settings.freshness)
+    # Owners, tags (domain, storage, engine, cost centre) and code versions: the catalog's answers.
+    assets = with_governance(assets, settings.engine.feature_engine)
     return dg.Definitions(
         assets=assets,
         asset_checks=[

@@ -277,3 +277,26 @@ def test_a_failed_run_alerts_slack_and_opens_a_crm_ticket(deployment):
     # The bad file did not overwrite the day's good data.
     good = d.materializations(keys.INTERACTION_LOGS, broken_day)
     assert good and all(r.run_id != run.run_id for r in good)
+
+
+def test_a_failed_backfill_names_the_step_partition_and_cause(deployment):
+    """`churn-platform backfill` over a day with a malformed file fails with one line per failed
+    step: the step, the partitions and the root cause (the file and line), exit code 1."""
+    d = deployment
+    broken_day = day(-3)
+    d.zone.write_file(broken_day, "zz-broken.jsonl", "this is not JSON\n")
+    result = subprocess.run(
+        [str(BIN / "churn-platform"), "backfill", "--from", broken_day, "--to", broken_day, "--group", "raw"]
+        + ["--url", d.dev.url, "--timeout", "240"],
+        env=d.dev.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    error = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "ended COMPLETED_FAILED" in error[0] or "ended FAILED" in error[0], error[0]
+    step = keys.INTERACTION_LOGS.to_python_identifier()
+    assert f"step {step} failed for {broken_day}" in error[0], error[0]
+    assert "zz-broken.jsonl" in error[0] and "line 1" in error[0], error[0]

@@ -33,7 +33,7 @@ def demo(tmp_path_factory):
     defs = build_definitions(settings)
     plan = DemoPlan.for_days(START, DAYS)
     with dg.instance_for_test() as instance:
-        run_demo(defs, instance, plan, log=lambda *_: None)
+        run_demo(defs, instance, plan)
         yield settings, defs, instance, plan, stats
 
 
@@ -324,3 +324,15 @@ def test_drift_of_the_same_population_is_small(demo):
     assert set(drift["feature"]) >= {"events_30d", "days_since_last_event"}
     # Same generator, same customers a month later: no feature should look like a different population.
     assert drift["psi"].max() < 0.25 and not drift["drifted"].any()
+
+
+def test_derived_tables_carry_a_preview_and_raw_ones_do_not(demo):
+    """A few rows of each derived table on its materialization's page (governance.py); none of the
+    raw stages, whose rows hold customers' own words."""
+    _, _, instance, plan, _ = demo
+    features = latest(instance, keys.CUSTOMER_FEATURES, plan.last_day).metadata
+    preview = features["preview"].value
+    assert preview.startswith("preview") and "customer_id" in preview
+    assert len([line for line in preview.splitlines() if line.startswith("|")]) == 2 + 5  # header, rule, rows
+    assert "preview" in latest(instance, keys.CHURN_SCORES, plan.last_day).metadata
+    assert "preview" not in latest(instance, keys.CRM_TICKETS, plan.last_day).metadata

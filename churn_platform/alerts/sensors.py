@@ -3,9 +3,11 @@ through the durable outbox (``outbox.py``); alert_outbox retries what was not de
 retraining_notice: a retraining run that drift started says why, on Slack and in the log."""
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import sqlalchemy as sa
 
 from churn_platform.alerts.messages import crm_ticket, describe_failure, retraining_notice, slack_message
 from churn_platform.alerts.outbox import OUTBOX_FILE, AlertOutbox, DeliveryReport
@@ -19,9 +21,28 @@ from churn_platform.settings import AlertSettings
 DESTINATIONS = {"slack": "Slack", "crm": "CRM"}
 
 
+def instance_database(instance: dg.DagsterInstance) -> sa.Engine | None:
+    """The engine of the instance's own PostgreSQL database when its run storage is dagster-postgres
+    (production: deploy/dagster.yaml keeps runs, event logs and schedules there), else None. It is
+    the storage's engine, so it connects as the instance does (credentials, options, token auth)."""
+    storage = instance.run_storage
+    if getattr(storage, "postgres_url", None) is None:
+        return None
+    engine = getattr(storage, "_engine", None)  # dagster-postgres's own engine (no public accessor)
+    if not isinstance(engine, sa.Engine):
+        raise RuntimeError(
+            f"{type(storage).__name__} keeps runs in PostgreSQL but has no SQLAlchemy engine to reach it "
+            "(dagster-postgres changed?): the alert outbox cannot find the instance's database"
+        )
+    return engine
+
+
 def outbox_for(instance: dg.DagsterInstance, settings: AlertSettings) -> AlertOutbox:
+    """The outbox where the instance is: a table in its PostgreSQL database (every sensor process
+    and pod shares it, and it outlives them), or a SQLite file beside a SQLite instance."""
+    database = instance_database(instance)
     return AlertOutbox(
-        f"{instance.root_directory}/{OUTBOX_FILE}",
+        database if database is not None else Path(instance.root_directory) / OUTBOX_FILE,
         retry_seconds=settings.retry_seconds,
         max_age_seconds=settings.max_age_hours * 3600,
     )
@@ -47,12 +68,26 @@ def senders(
     return configured
 
 
+def payloads_for(
+    slack: SlackWebhook, open_crm_ticket: bool, slack_payload: tuple, crm_payload: tuple
+) -> dict[str, Any]:
+    """What the outbox stores for each configured destination (JSON-ready)."""
+    payloads: dict[str, Any] = {}
+    if slack.enabled:
+        payloads["slack"] = list(slack_payload)
+    if open_crm_ticket:
+        payloads["crm"] = list(crm_payload)
+    return payloads
+
+
 def raise_if_failed(report: DeliveryReport, alert_id: str | None = None) -> None:
     """A failed delivery fails the tick (visible in the UI); the outbox keeps it for the next."""
     if not report.failed:
         return
     mine = [f for f in report.failed if f[0] == alert_id] or report.failed
-    details = "; ".join(f"{DESTINATIONS.get(d, d)}: {error}" for _, d, error in mine)
+    details = "; ".join(f"{DESTINATIONS.get(d, d)}: {error}" for _, d, error in mine[:5])
+    if len(mine) > 5:
+        details += f"; and {len(mine) - 5} more"
     what = f"alert for run {alert_id}" if alert_id else f"{len(report.failed)} alert deliveries"
     raise RuntimeError(f"{what} not delivered: {details} (kept in the outbox, retried with backoff)")
 
@@ -89,11 +124,7 @@ def build_failure_alert_sensor(settings: AlertSettings, running: bool) -> dg.Sen
             run_message = worker_crash(context.instance, context.dagster_run.run_id) or run_message
         alert = describe_failure(context.dagster_run, step_failures, run_message, ui_url)
         context.log.error(f"{alert.title}\n{alert.error}\n{alert.run_url}")
-        payloads: dict[str, Any] = {}
-        if slack.enabled:
-            payloads["slack"] = list(slack_message(alert))
-        if open_crm_tickets:
-            payloads["crm"] = list(crm_ticket(alert))
+        payloads = payloads_for(slack, open_crm_tickets, slack_message(alert), crm_ticket(alert))
         outbox = outbox_for(context.instance, settings)
         outbox.enqueue(alert.run_id, payloads)  # stored before any attempt: never lost
         raise_if_failed(outbox.deliver_due(senders(slack, crm, settings, context.log)), alert.run_id)

@@ -44,6 +44,7 @@ def build_model_manifest(
     its SHA-256, and their digest), the training-set file it was trained on and the feature/label
     partitions behind that file. ``training_set`` is the materialization the model read, not the
     newest one. Deterministic for a given materialization, so re-running a backup writes identical bytes."""
+    full = (model.get("gate_inputs") or {}).get("candidate") or {}
     return {
         "format": MANIFEST_FORMAT,
         "kind": "model",
@@ -57,7 +58,8 @@ def build_model_manifest(
             "sha256": model["model_sha256"],
             "files": dict(model["model_files"]),
             "backup_files": dict(backup_files),
-            "metrics": {k: model[k] for k in METRICS if k in model},
+            # Full precision (the gate's inputs): the metadata's metric entries are rounded for people.
+            "metrics": {k: full.get(k, model[k]) for k in METRICS if k in model},
             "training_config": model.get("training_config"),
             "run_id": model_event["run_id"],
             "materialized_at": model_event["timestamp"],

@@ -7,46 +7,76 @@ import time
 
 import click
 
+from churn_platform.cli.errors import PlatformGroup
 from churn_platform.settings import load_settings
 
 
-@click.group()
-def main() -> None:
+@click.group(cls=PlatformGroup)
+@click.option(
+    "--debug",
+    is_flag=True,
+    envvar="CHURN_DEBUG",
+    help="Show the traceback of a failure (also CHURN_DEBUG=1).",
+)
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
     """churn_platform: customer-churn data platform on Dagster."""
+    from churn_platform.cli.environment import load_dotenv
+
+    ctx.obj = {"debug": debug}
+    load_dotenv()
 
 
-def _generate(days: int, customers: int, seed: int, start_date: str | None) -> dict[str, int]:
-    from churn_platform.resources import build_resources
-    from churn_platform.synthetic.generator import generate
-    from churn_platform.synthetic.writer import write_generated
-
-    settings = load_settings()
-    resources = build_resources(settings)
-    start = dt.date.fromisoformat(start_date or settings.pipeline.start_date)
-    data = generate(start, days=days, customers=customers, seed=seed)
-    stats = write_generated(
-        data,
-        resources["landing_zone"],
-        settings.storage.crm_export_path,
-        resources["landing_zone"].connection,
-    )
-    stats["first_day"], stats["last_day"] = data.start_date.isoformat(), data.end_date.isoformat()
-    return stats
+def _date(ctx: click.Context, param: click.Parameter, value: str | None) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
 
 
-_days = click.option("--days", default=120, show_default=True, help="Days of data to generate.")
-_customers = click.option("--customers", default=1000, show_default=True, help="Number of customers.")
+_days = click.option(
+    "--days", default=120, show_default=True, type=click.IntRange(min=1), help="Days of data to generate."
+)
+_customers = click.option(
+    "--customers", default=1000, show_default=True, type=click.IntRange(min=1), help="Number of customers."
+)
 _seed = click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same data).")
+_start = click.option(
+    "--start-date",
+    default=None,
+    callback=_date,
+    help="First day (default: the window ends the day before yesterday, UTC; yesterday is left for "
+    "--append-day).",
+)
 
 
 @main.command()
 @_days
 @_customers
 @_seed
-@click.option("--start-date", default=None, help="First day (default: CHURN_START_DATE).")
-def generate(days: int, customers: int, seed: int, start_date: str | None) -> None:
-    """Write synthetic interaction logs and CRM tickets into the landing zone (any CHURN_ENV)."""
-    stats = _generate(days, customers, seed, start_date)
+@_start
+@click.option("--force", is_flag=True, help="Replace what the landing zone holds (another dataset).")
+@click.option(
+    "--append-day",
+    is_flag=True,
+    help="Land the next day of the dataset the landing zone holds (same seed and customers).",
+)
+def generate(
+    days: int, customers: int, seed: int, start_date: dt.date | None, force: bool, append_day: bool
+) -> None:
+    """Write synthetic interaction logs and CRM tickets into the landing zone (any CHURN_ENV). The
+    landing zone remembers the dataset it holds: another one is refused unless --force."""
+    from churn_platform.cli.generate import append_next_day, land_dataset
+
+    if append_day and force:
+        raise click.UsageError("--append-day extends the dataset the landing zone holds; --force replaces it")
+    settings = load_settings()
+    if append_day:
+        stats = append_next_day(settings)
+    else:
+        stats = land_dataset(settings, days, customers, seed, start_date, force=force)
     click.echo(" ".join(f"{k}={v}" for k, v in stats.items()))
 
 
@@ -54,35 +84,13 @@ def generate(days: int, customers: int, seed: int, start_date: str | None) -> No
 @_days
 @_customers
 @_seed
-def demo(days: int, customers: int, seed: int) -> None:
-    """Generate data and materialize the whole asset graph on local storage."""
-    from churn_platform.cli.demo import DemoPlan, ensure_dagster_home, run_demo, summarize
+@_start
+def demo(days: int, customers: int, seed: int, start_date: dt.date | None) -> None:
+    """Generate current data (ending the day before yesterday) and materialize the whole asset graph
+    on local storage, quietly: Dagster's log goes to a file the summary names."""
+    from churn_platform.cli.demo import run_demo_command
 
-    ensure_dagster_home()
-    import dagster as dg
-
-    from churn_platform.definitions import build_definitions
-
-    settings = load_settings()
-    defs = build_definitions(settings)
-    started = time.perf_counter()
-    click.echo(
-        f"Generating {days} days for {customers} customers (seed {seed}) into {settings.storage.data_root} ..."
-    )
-    stats = _generate(days, customers, seed, None)
-    click.echo("  " + " ".join(f"{k}={v}" for k, v in stats.items()))
-    plan = DemoPlan.for_days(dt.date.fromisoformat(settings.pipeline.start_date), days)
-    with dg.DagsterInstance.get() as instance:
-        click.echo("Materializing the asset graph ...")
-        timings = run_demo(defs, instance, plan, log=click.echo)
-        for line in summarize(instance, defs, settings):
-            click.echo(line)
-    click.echo("")
-    click.echo(
-        "Timings: "
-        + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
-        + f"; total {time.perf_counter() - started:.1f}s"
-    )
+    run_demo_command(days, customers, seed, start_date)
 
 
 @main.command("crm-simulator")
@@ -243,23 +251,21 @@ def backfill(
     partitions_defs = build_partitions(settings)
     daily_partitions = partitions_defs.daily
     existing = daily_partitions.get_partition_keys()
-    if first not in existing or last not in existing or first > last:
+    partitions = backfill_range(first, last, existing)
+    daily_assets = [
+        asset for asset in build_assets(partitions_defs) if asset.partitions_def == daily_partitions
+    ]
+    valid_groups = sorted({group for asset in daily_assets for group in asset.group_names_by_key.values()})
+    unknown = sorted(set(groups) - set(valid_groups))
+    if unknown:
         raise click.BadParameter(
-            f"{first}..{last} is not a range of daily partitions ({existing[0]}..{existing[-1]}, oldest first)"
+            f"{', '.join(unknown)} is not a group of daily-partitioned assets; valid: {', '.join(valid_groups)}",
+            param_hint="--group",
         )
-    partitions = existing[existing.index(first) : existing.index(last) + 1]
     keys = sorted(
-        (
-            key
-            for asset in build_assets(partitions_defs)
-            if asset.partitions_def == daily_partitions
-            for key, group in asset.group_names_by_key.items()
-            if group in groups
-        ),
+        (key for asset in daily_assets for key, group in asset.group_names_by_key.items() if group in groups),
         key=lambda k: k.to_user_string(),
     )
-    if not keys:
-        raise click.BadParameter(f"no daily-partitioned assets in groups {list(groups)}")
     try:
         backfill_id = launch_backfill(url, keys, first, last)
         click.echo(
@@ -270,6 +276,29 @@ def backfill(
             click.echo(f"  {wait_for_backfill(url, backfill_id, timeout)}")
     except GraphQLError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def backfill_range(first: str, last: str, existing: list[str]) -> list[str]:
+    """The daily partitions ``first``..``last``, or a usage error saying what is valid."""
+    for option, value in (("--from", first), ("--to", last)):
+        try:
+            dt.date.fromisoformat(value)
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=option) from None
+        if value < existing[0]:
+            raise click.BadParameter(
+                f"{value} is before the first daily partition, {existing[0]} (CHURN_START_DATE)",
+                param_hint=option,
+            )
+        if value > existing[-1]:
+            raise click.BadParameter(
+                f"{value} has no partition yet: the last is {existing[-1]} (a day's partition exists once it "
+                "has ended, UTC)",
+                param_hint=option,
+            )
+    if first > last:
+        raise click.BadParameter(f"--from {first} is after --to {last}")
+    return existing[existing.index(first) : existing.index(last) + 1]
 
 
 def _backup_store():

@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow as pa
 
 from churn_platform.contracts.crm_tickets import CRM_TICKETS
+from churn_platform.contracts.derived import TICKET_SENTIMENT
 from churn_platform.contracts.quarantine import QuarantineStore
 from churn_platform.contracts.verify import build_contract_check
 from churn_platform.crm.resources import CRMResource
@@ -131,7 +132,7 @@ def build_crm_assets(
         partitions_def=partitions.daily,
         backfill_policy=dg.BackfillPolicy.single_run(),
         ins={"crm_tickets": dg.AssetIn(key=keys.CRM_TICKETS)},
-        metadata={"partition_column": "updated_date"},
+        metadata={"partition_column": "updated_date", **TICKET_SENTIMENT.definition_metadata()},
         automation_condition=partitions.on_upstream_change(),
         kinds={"pandas", "parquet"},
     )

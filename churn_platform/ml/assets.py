@@ -4,6 +4,7 @@ checks: ``checks.py``)."""
 import dagster as dg
 import pandas as pd
 
+from churn_platform.contracts import derived as columns
 from churn_platform.engines.base import FeatureEngine
 from churn_platform.ml.business import Costs
 from churn_platform.ml.drift import (
@@ -14,7 +15,6 @@ from churn_platform.ml.drift import (
 )
 from churn_platform.ml.labels import compute_churn_labels
 from churn_platform.ml.model_card import CARD_PATH, render_model_card
-from churn_platform.ml.plots import evaluation_figures, permutation_importances
 from churn_platform.ml.promotion import (
     BootstrapSettings,
     Challenger,
@@ -73,7 +73,7 @@ def build_ml_assets(
                 key=keys.CUSTOMER_DAILY_ACTIVITY, partition_mapping=partitions.label_window()
             )
         },
-        metadata={"partition_column": "as_of_date"},
+        metadata={"partition_column": "as_of_date", **columns.CHURN_LABELS.definition_metadata()},
         kinds={"sql", "parquet"},
         automation_condition=partitions.on_upstream_change(),
         pool=pools.FEATURE_ENGINE,
@@ -100,6 +100,7 @@ def build_ml_assets(
             ),
             "churn_labels": dg.AssetIn(key=keys.CHURN_LABELS, partition_mapping=partitions.training_window()),
         },
+        metadata=columns.TRAINING_SET.definition_metadata(),
         kinds={"pandas", "parquet"},
     )
     def training_set(
@@ -161,6 +162,9 @@ def build_ml_assets(
         metrics.update({"roc_auc_ci_low": roc_auc_ci[0], "roc_auc_ci_high": roc_auc_ci[1]})
         cutoff = context.partition_key
         lineage = training_lineage(cutoff, training_set, source_files(training_set))
+        # Plots need matplotlib and scikit-learn's inspection tools: imported by the training step only.
+        from churn_platform.ml.plots import evaluation_figures, permutation_importances
+
         importances = permutation_importances(model.pipeline, holdout.features, holdout.labels, config.seed)
         record = mlflow_tracking.log_training(
             model.pipeline,
@@ -218,7 +222,8 @@ def build_ml_assets(
             gate,
         )
         mlflow_tracking.log_text(record.run_id, card, CARD_PATH)
-        metadata: dict = {name: dg.MetadataValue.float(value) for name, value in metrics.items()}
+        # Rounded for people (the UI plots these); MLflow and gate_inputs keep full precision.
+        metadata: dict = {name: dg.MetadataValue.float(round(value, 4)) for name, value in metrics.items()}
         metadata.update(
             {
                 "mlflow_run_id": record.run_id,
@@ -248,7 +253,7 @@ def build_ml_assets(
         backfill_policy=dg.BackfillPolicy.single_run(),
         ins={"customer_features": dg.AssetIn(key=keys.CUSTOMER_FEATURES)},
         deps=[dg.AssetDep(keys.CHURN_MODEL, partition_mapping=dg.LastPartitionMapping())],
-        metadata={"partition_column": "as_of_date"},
+        metadata={"partition_column": "as_of_date", **columns.CHURN_SCORES.definition_metadata()},
         automation_condition=partitions.on_upstream_change(ignore=[keys.CHURN_MODEL]),
         retry_policy=EXTERNAL_CALL_RETRY,
         kinds={"scikitlearn", "parquet"},
@@ -283,7 +288,7 @@ def build_ml_assets(
                 metadata=LATEST_MATERIALIZED,
             ),
         },
-        metadata={"partition_column": "as_of_date"},
+        metadata={"partition_column": "as_of_date", **columns.FEATURE_DRIFT.definition_metadata()},
         automation_condition=partitions.on_upstream_change(ignore=[keys.TRAINING_SET]),
         kinds={"pandas", "parquet"},
     )
@@ -323,6 +328,7 @@ def build_ml_assets(
             ),
         },
         automation_condition=partitions.on_upstream_change(ignore=[keys.CHURN_SCORES]),
+        metadata=columns.PREDICTION_DRIFT.definition_metadata(),
         kinds={"pandas", "parquet"},
     )
     def prediction_drift_of_served_scores(

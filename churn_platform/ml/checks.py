@@ -29,6 +29,16 @@ class PromotionGateConfig(dg.Config):
         )
 
 
+def decision_markdown(passed: bool, reasons: list[str], notes: list[str]) -> str:
+    """The gate's decision as the check's page shows it: the verdict, then one bullet per reason."""
+    lines = ["**Promoted to champion**" if passed else "**Not promoted**: the champion is unchanged", ""]
+    if reasons:
+        lines += ["Reasons:", *(f"- {reason}" for reason in reasons), ""]
+    if notes:
+        lines += ["Notes:", *(f"- {note}" for note in notes)]
+    return "\n".join(lines).strip() + "\n"
+
+
 @dg.asset_check(asset=keys.CHURN_MODEL, blocking=True, name=keys.PROMOTION_GATE.name)
 def churn_model_promotion_gate(
     context: dg.AssetCheckExecutionContext, config: PromotionGateConfig, mlflow_tracking: MLflowTracking
@@ -46,8 +56,10 @@ def churn_model_promotion_gate(
     candidate = inputs["candidate"]
     metadata = {
         "model_version": decision.version,
-        "roc_auc": candidate["roc_auc"],
-        "expected_saving_per_customer": candidate.get("expected_saving_per_customer", 0.0),
+        # Rounded for people; the decision above used the full-precision inputs.
+        "roc_auc": round(candidate["roc_auc"], 4),
+        "expected_saving_per_customer": round(candidate.get("expected_saving_per_customer", 0.0), 2),
+        "decision": dg.MetadataValue.md(decision_markdown(decision.passed, decision.reasons, decision.notes)),
         "reasons": to_json_metadata(decision.reasons),
         "notes": to_json_metadata(decision.notes),
     }
@@ -58,11 +70,11 @@ def churn_model_promotion_gate(
         comparison = champion["comparison"]
         metadata.update(
             {
-                "champion_roc_auc_same_rows": decision.champion_roc_auc,
-                "champion_expected_saving_per_customer": champion["metrics"].get(
-                    "expected_saving_per_customer", 0.0
+                "champion_roc_auc_same_rows": round(decision.champion_roc_auc, 4),
+                "champion_expected_saving_per_customer": round(
+                    champion["metrics"].get("expected_saving_per_customer", 0.0), 2
                 ),
-                "auc_difference": comparison["auc_difference"],
+                "auc_difference": round(comparison["auc_difference"], 4),
                 "auc_difference_ci": to_json_metadata(comparison["auc_difference_ci"]),
                 "saving_difference_ci": to_json_metadata(comparison["saving_difference_ci"]),
             }

@@ -18,12 +18,22 @@ SCORE_COLUMNS = {
 }
 
 
-def predict_with(pipeline, frame: pd.DataFrame) -> np.ndarray:
-    """Churn probabilities from a fitted pipeline, selecting the columns it was trained on."""
+# A faster function giving the pipeline's probabilities bit for bit (the scoring service's compiled
+# copy, serving/fast_path.py), or None for a frame it leaves to the pipeline.
+FastPredict = Callable[[pd.DataFrame], np.ndarray | None]
+
+
+def predict_with(pipeline, frame: pd.DataFrame, fast: FastPredict | None = None) -> np.ndarray:
+    """Churn probabilities from a fitted pipeline, selecting the columns it was trained on; from
+    ``fast`` instead when it is given and answers (it reads the columns by name)."""
     columns = list(pipeline.feature_names_in_)
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ValueError(f"features missing for scoring: {missing}")
+    if fast is not None:
+        probabilities = fast(frame)
+        if probabilities is not None:
+            return probabilities
     return pipeline.predict_proba(frame[columns])[:, 1]
 
 

@@ -2,8 +2,8 @@
 
 ``collector.py`` reads the Dagster instance and the MLflow registry at scrape time and turns them
 into Prometheus metrics (runs by job and status, stale runs, per-asset materializations, rows,
-bytes, durations and freshness, asset check results, quarantined rows, the champion model, PSI per
-feature, promotion-gate decisions): plain functions the tests call, and ``PlatformCollector``, a
+bytes, durations and freshness, partitions past their deadline, asset check results, quarantined
+rows, the champion model, PSI per feature, promotion-gate decisions): plain functions the tests call, and ``PlatformCollector``, a
 ``prometheus_client`` collector that runs them under a time budget. ``exporter.py`` serves it on
 ``/metrics`` (`churn-platform metrics serve`). ``push.py`` holds the job hooks with which each run
 pushes its own step durations, outcomes, rows and bytes to a Pushgateway.

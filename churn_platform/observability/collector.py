@@ -2,11 +2,11 @@
 registry when Prometheus scrapes (nothing is cached between scrapes, nothing is written).
 
 Plain functions read one thing each (``run_counts``, ``stale_runs``, ``asset_states``,
-``check_states``, ``gate_decisions``, ``champion_state``, ``feature_drift``); ``PlatformCollector``
-runs them as five sources in parallel under one time budget per scrape and turns their answers into
-metric families. A source that fails or does not answer in time is left out of that scrape and
-reported as ``churn_exporter_source_up{source} 0``; one still busy from an earlier scrape is not
-started twice.
+``late_partition_counts``, ``check_states``, ``gate_decisions``, ``champion_state``,
+``feature_drift``); ``PlatformCollector`` runs them as five sources in parallel under one time
+budget per scrape and turns their answers into metric families. A source that fails or does not
+answer in time is left out of that scrape and reported as ``churn_exporter_source_up{source} 0``;
+one still busy from an earlier scrape is not started twice.
 
 Cardinality: every label value comes from a bounded set: the definitions' jobs (plus ``other``),
 Dagster's run statuses, the definitions' asset keys and asset checks, the drift features, and a
@@ -28,11 +28,11 @@ from typing import Any
 import dagster as dg
 from dagster._core.launcher.base import WorkerStatus
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-from mlflow.exceptions import MlflowException
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from churn_platform.orchestration import asset_keys as keys
+from churn_platform.orchestration.freshness import Deadline, deadlines_from_graph, late_partitions
 from churn_platform.storage.files import read_bytes
 from churn_platform.storage.materializations import latest_materialization
 from churn_platform.storage.model_registry import CHAMPION, MLflowTracking
@@ -81,11 +81,13 @@ def asset_label(key: dg.AssetKey) -> str:
 @dataclass(frozen=True)
 class Scope:
     """What the exporter reports on, taken from the definitions: the jobs, the assets (with their
-    partitions, for freshness) and the asset checks. These are the only label values it emits."""
+    partitions, for freshness, and their partition deadlines) and the asset checks. These are the
+    only label values it emits."""
 
     jobs: tuple[str, ...]
     assets: Mapping[dg.AssetKey, dg.PartitionsDefinition | None]
     checks: tuple[dg.AssetCheckKey, ...] = ()
+    deadlines: Mapping[dg.AssetKey, Deadline] = field(default_factory=dict)
 
     @classmethod
     def from_definitions(cls, defs: dg.Definitions) -> "Scope":
@@ -95,6 +97,7 @@ class Scope:
             jobs=tuple(sorted({job.name for job in defs.resolve_all_job_defs()} | {ASSET_JOB})),
             assets={key: graph.get(key).partitions_def for key in materializable},
             checks=tuple(sorted(graph.asset_check_keys, key=lambda k: (asset_label(k.asset_key), k.name))),
+            deadlines=deadlines_from_graph(graph),
         )
 
 
@@ -280,6 +283,20 @@ def asset_states(
     return states
 
 
+def late_partition_counts(
+    instance: dg.DagsterInstance, deadlines: Mapping[dg.AssetKey, Deadline], now: float
+) -> dict[str, int]:
+    """Per asset with a deadline: its partitions past their deadline (within the look-back) that do
+    not exist, as partition_freshness sees them, but computed here, so that a stopped sensor does
+    not hide them. One partition list per asset."""
+    when = dt.datetime.fromtimestamp(now, dt.UTC)
+    counts = dict.fromkeys((asset_label(key) for key in deadlines), 0)
+    for key, deadline in deadlines.items():
+        materialized = {key: set(instance.get_materialized_partitions(key))}
+        counts[asset_label(key)] = len(late_partitions({key: deadline}, materialized, when))
+    return counts
+
+
 # -- checks --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CheckState:
@@ -370,6 +387,8 @@ class ChampionState:
 def champion_state(tracking: MLflowTracking, now: float) -> ChampionState | None:
     """The version the `champion` alias names, when it was registered, and its training run's
     out-of-time metrics; None when there is no champion (a registry that cannot be reached raises)."""
+    from mlflow.exceptions import MlflowException  # where used: runs that load the definitions skip MLflow
+
     client = tracking.client()
     try:
         version = client.get_model_version_by_alias(tracking.model_name, CHAMPION)
@@ -607,7 +626,14 @@ class PlatformCollector(Collector):
             ):
                 if value is not None:
                     families[name].add_metric(labels, value)
-        return list(families.values())
+        late = _gauge(
+            "churn_asset_late_partitions",
+            "Partitions past their freshness deadline (CHURN_FRESHNESS_*) within the look-back that do not exist.",
+            label,
+        )
+        for asset, count in sorted(late_partition_counts(self.instance, self.scope.deadlines, now).items()):
+            late.add_metric([asset], count)
+        return [*families.values(), late]
 
     def _checks(self, now: float) -> list[Metric]:
         passed = _gauge(

@@ -29,6 +29,27 @@ query($id: String!) {
     ... on PythonError { message }
   }
 }"""
+BACKFILL_FAILURES = """
+query($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    ... on PartitionBackfill {
+      error { message }
+      runs(limit: 1000) { runId status tags { key value } }
+    }
+  }
+}"""
+RUN_FAILURES = """
+query($runId: ID!) {
+  logsForRun(runId: $runId, limit: 100000) {
+    ... on EventConnection {
+      events {
+        __typename
+        ... on ExecutionStepFailureEvent { stepKey error { message cause { message cause { message cause { message } } } } }
+        ... on RunFailureEvent { message }
+      }
+    }
+  }
+}"""
 FINISHED = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 SUCCEEDED = {"COMPLETED", "COMPLETED_SUCCESS"}
 
@@ -75,6 +96,51 @@ def backfill_status(url: str, backfill_id: str) -> str:
     return result["status"]
 
 
+def _partitions_of(tags: list[dict]) -> str:
+    by_key = {t["key"]: t["value"] for t in tags}
+    if "dagster/partition" in by_key:
+        return by_key["dagster/partition"]
+    start, end = (
+        by_key.get("dagster/asset_partition_range_start"),
+        by_key.get("dagster/asset_partition_range_end"),
+    )
+    if start and start == end:
+        return start
+    return f"{start}..{end}" if start else "unpartitioned"
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
+def explain_failure(url: str, backfill_id: str) -> list[str]:
+    """One line per failed step of the backfill's failed runs: step, partition(s) and the root
+    cause (the innermost error's first line), or the backfill's own error."""
+    result = graphql(url, BACKFILL_FAILURES, {"id": backfill_id})["partitionBackfillOrError"]
+    lines = []
+    if result.get("error"):
+        lines.append(f"backfill error: {_first_line(result['error']['message'])}")
+    for run in result.get("runs") or []:
+        if run["status"] != "FAILURE":
+            continue
+        events = graphql(url, RUN_FAILURES, {"runId": run["runId"]})["logsForRun"].get("events") or []
+        partitions = _partitions_of(run["tags"])
+        steps = [e for e in events if e["__typename"] == "ExecutionStepFailureEvent"]
+        for event in steps:
+            error = event.get("error") or {}
+            while error.get("cause"):
+                error = error["cause"]
+            lines.append(
+                f"step {event['stepKey']} failed for {partitions}: {_first_line(error.get('message'))}"
+            )
+        if not steps:  # the run failed outside a step (e.g. its worker died)
+            messages = [e.get("message") for e in events if e["__typename"] == "RunFailureEvent"]
+            lines.append(
+                f"run {run['runId'][:8]} failed for {partitions}: {_first_line(messages[-1] if messages else '')}"
+            )
+    return lines
+
+
 def wait_for_backfill(url: str, backfill_id: str, timeout_seconds: float, poll_seconds: float = 2.0) -> str:
     """Poll until the backfill finishes; raises unless it succeeded."""
     deadline = time.monotonic() + timeout_seconds
@@ -82,7 +148,12 @@ def wait_for_backfill(url: str, backfill_id: str, timeout_seconds: float, poll_s
         status = backfill_status(url, backfill_id)
         if status in FINISHED:
             if status not in SUCCEEDED:
-                raise BackfillError(f"backfill {backfill_id} ended {status}: see {url}/runs/b/{backfill_id}")
+                causes = explain_failure(url, backfill_id)
+                raise BackfillError(
+                    f"backfill {backfill_id} ended {status}"
+                    + (": " + "; ".join(causes) if causes else "")
+                    + f" (details: {url}/runs/b/{backfill_id})"
+                )
             return status
         time.sleep(poll_seconds)
     raise BackfillError(

@@ -4,19 +4,25 @@ import dagster as dg
 
 from churn_platform.orchestration import asset_keys as keys
 from churn_platform.orchestration import kubernetes
+from churn_platform.orchestration.freshness import DEADLINE_CHECK_KEYS
+
+# The `partitions_on_time` checks are evaluated by the partition_freshness sensor, not by the runs
+# that materialize their assets (an asset job would otherwise run them after every asset).
+DEADLINE_CHECKS = dg.AssetSelection.checks(*DEADLINE_CHECK_KEYS)
 
 daily_ingestion_job = dg.define_asset_job(
     "daily_ingestion_job",
     # raw/inference_logs is the scoring service's, ingested by inference_log_job.
     selection=dg.AssetSelection.groups("raw", "enriched", "features")
-    - dg.AssetSelection.assets(keys.INFERENCE_LOGS),
+    - dg.AssetSelection.assets(keys.INFERENCE_LOGS)
+    - DEADLINE_CHECKS,
     description="Raw tickets and logs, sentiment, daily activity and rolling customer features.",
     tags=kubernetes.job_run_tags("daily_ingestion_job"),
 )
 
 labels_job = dg.define_asset_job(
     "labels_job",
-    selection=dg.AssetSelection.assets(keys.CHURN_LABELS),
+    selection=dg.AssetSelection.assets(keys.CHURN_LABELS) - DEADLINE_CHECKS,
     description="Churn labels for as-of dates whose 30-day outcome window has elapsed.",
     tags=kubernetes.job_run_tags("labels_job"),
 )
@@ -30,21 +36,22 @@ training_job = dg.define_asset_job(
 
 scoring_job = dg.define_asset_job(
     "scoring_job",
-    selection=dg.AssetSelection.assets(keys.CHURN_SCORES, keys.FEATURE_DRIFT),
+    selection=dg.AssetSelection.assets(keys.CHURN_SCORES, keys.FEATURE_DRIFT) - DEADLINE_CHECKS,
     description="Daily churn scores from the champion model, and feature drift against training data.",
     tags=kubernetes.job_run_tags("scoring_job"),
 )
 
 online_features_job = dg.define_asset_job(
     "online_features_job",
-    selection=dg.AssetSelection.assets(keys.ONLINE_CUSTOMER_FEATURES),
+    selection=dg.AssetSelection.assets(keys.ONLINE_CUSTOMER_FEATURES) - DEADLINE_CHECKS,
     description="The day's customer features into the online store (Redis) for `churn-platform serve`.",
     tags=kubernetes.job_run_tags("online_features_job"),
 )
 
 inference_log_job = dg.define_asset_job(
     "inference_log_job",
-    selection=dg.AssetSelection.assets(keys.INFERENCE_LOGS, keys.PREDICTION_DRIFT, keys.INFERENCE_LOG_BACKUP),
+    selection=dg.AssetSelection.assets(keys.INFERENCE_LOGS, keys.PREDICTION_DRIFT, keys.INFERENCE_LOG_BACKUP)
+    - DEADLINE_CHECKS,
     description="The predictions `churn-platform serve` answered on a day: ingested, checked for "
     "prediction drift and backed up.",
     tags=kubernetes.job_run_tags("inference_log_job"),

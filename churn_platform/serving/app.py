@@ -2,6 +2,8 @@
 
 Why FastAPI on uvicorn rather than MLServer or `mlflow models serve`: a score here is a lookup
 (Redis) plus one `predict_proba` of the pipeline the batch path uses (`ml.scoring.predict_with`),
+or of its compiled copy, verified bit for bit against it when the model is loaded
+(serving/fast_path.py: the same probabilities without pandas and scikit-learn's per-call overhead),
 and the service must follow the `champion` alias, check API keys, refuse stale features and say
 which model version and features date produced every score. Those are a few lines around FastAPI;
 model servers take feature rows only and serve one fixed model URI.
@@ -120,6 +122,14 @@ class FeaturesRequest(BaseModel):
     features: dict[str, float | int | str | bool | None] = Field(min_length=1)
 
 
+class ModelInfo(BaseModel):
+    model_version: str
+    model_sha256: str
+    features: list[str]
+    fast_path: bool  # scores come from the pipeline's compiled, verified copy
+    fast_path_reason: str  # why (not)
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -194,20 +204,35 @@ def build_app(
             )
         return as_of, schema, values
 
-    def score(model: ServingModel, frame: pd.DataFrame) -> list[float]:
+    def score(model: ServingModel, frame: pd.DataFrame, schema: pa.Schema) -> list[float]:
+        """Scores of a frame read with ``schema``: from the fast path when it takes the frame,
+        otherwise from the pipeline."""
+        fast = model.fast
         try:
-            return [float(p) for p in predict_with(model.pipeline, frame)]
+            probabilities = predict_with(
+                model.pipeline,
+                frame,
+                fast=(lambda f: fast.score_frame(f, schema)) if fast is not None else None,
+            )
         except ValueError as exc:  # e.g. a posted row without a feature the model needs
             raise HTTPException(422, str(exc)) from None
+        return probabilities.tolist()
 
     def score_stored(model: ServingModel, schema: pa.Schema, values: list[bytes]) -> list[float]:
-        """Scores of stored rows, computing only those the memo does not hold."""
+        """Scores of stored rows, computing only those the memo does not hold: straight from the
+        stored JSON on the fast path, through the batch path's frame otherwise."""
         keys = [(model.sha256, id(schema), value) for value in values]
         scores = [memo.get(key) for key in keys]
         todo = [i for i, known in enumerate(scores) if known is None]
         if todo:
-            frame = rows_to_frame([json.loads(values[i]) for i in todo], schema)
-            for i, probability in zip(todo, score(model, frame), strict=True):
+            rows = [json.loads(values[i]) for i in todo]
+            computed = model.fast.score_records(rows, schema) if model.fast is not None else None
+            probabilities = (
+                computed.tolist()
+                if computed is not None
+                else score(model, rows_to_frame(rows, schema), schema)
+            )
+            for i, probability in zip(todo, probabilities, strict=True):
                 memo.put(keys[i], probability)
                 scores[i] = probability
         return scores  # type: ignore[return-value]
@@ -264,6 +289,7 @@ def build_app(
             "champion_refresh_failing": follower.last_error is not None,
             "inference_log_failing": inference_log is not None and inference_log.last_error is not None,
             "crm_webhooks": crm_loop is not None,
+            "fast_path": model.fast_path if model else None,
         }
         try:
             body["features_as_of"], *_ = online([])
@@ -272,6 +298,18 @@ def build_app(
         if model is None:
             return JSONResponse({**body, "ready": False, "detail": "no model loaded"}, status_code=503)
         return JSONResponse({**body, "ready": True})
+
+    @app.get("/v1/model", dependencies=[Depends(check_key)])
+    def model_info() -> ModelInfo:
+        """The model being served and how: whether its compiled fast path scores, and why (not)."""
+        model = serving_model()
+        return ModelInfo(
+            model_version=model.version,
+            model_sha256=model.sha256,
+            features=[str(name) for name in model.pipeline.feature_names_in_],
+            fast_path=model.fast_path,
+            fast_path_reason=model.fast_path_reason,
+        )
 
     @app.get("/metrics")
     def prometheus_metrics() -> Response:
@@ -351,7 +389,7 @@ def build_app(
             frame = rows_to_frame([row], schema)
         except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as exc:
             raise HTTPException(422, f"the posted features do not fit the feature schema: {exc}") from None
-        [probability] = score(model, frame)
+        [probability] = score(model, frame, schema)
         customer = body.features.get("customer_id")
         customer = int(customer) if isinstance(customer, int) else None
         request_id = uuid.uuid4().hex
@@ -454,7 +492,7 @@ def build_app(
         newer = event.created_at.astimezone(dt.UTC).date() > dt.date.fromisoformat(as_of)
         if newer:
             row = fold_in_ticket(row, ticket_sentiment(event.subject, event.description))
-        [probability] = score(model, rows_to_frame([row], schema))
+        [probability] = score(model, rows_to_frame([row], schema), schema)
         tag = risk_tag(probability, crm_loop.medium_percent, crm_loop.high_percent)
         with crm_loop.crm.api() as api:
             api.update_ticket(event.ticket_id, write_back_fields(probability, tag, crm_loop.risk_field_id))

@@ -1,7 +1,7 @@
 """Configuration: the environment is read here, once, and the result passed down.
 
 Each concern has its section (storage, backup protection, pipeline calendar, data contracts, CRM, MLflow, promotion costs, feature
-engine, automation, alerts, serving) declared with ``setting()``: variable, default, validation and meaning written once, and
+engine, automation, alerts, freshness SLAs, serving) declared with ``setting()``: variable, default, validation and meaning written once, and
 rendered into the README's configuration tables by ``docs.py``. Secrets are never read here:
 resources reference them by name with ``dagster.EnvVar``.
 
@@ -15,6 +15,7 @@ from churn_platform.settings.contracts import ContractSettings
 from churn_platform.settings.crm import CRMSettings
 from churn_platform.settings.declare import SettingsError
 from churn_platform.settings.engine import EngineSettings
+from churn_platform.settings.freshness import FreshnessSettings
 from churn_platform.settings.mlflow import MLflowSettings
 from churn_platform.settings.pipeline import PipelineSettings
 from churn_platform.settings.platform import PlatformSettings, load_settings
@@ -30,6 +31,7 @@ __all__ = [
     "CRMSettings",
     "ContractSettings",
     "EngineSettings",
+    "FreshnessSettings",
     "MLflowSettings",
     "PipelineSettings",
     "PlatformSettings",

@@ -24,6 +24,7 @@ TITLES = {
     "engine": "Feature engine",
     "automation": "Automation (sensors and schedules)",
     "alerts": "Alerts",
+    "freshness": "Freshness SLAs (partition deadlines)",
     "serving": "Real-time scoring (online features, the scoring service)",
     "observability": "Observability (metrics exporter, Pushgateway)",
 }

@@ -11,6 +11,7 @@ from churn_platform.settings.contracts import ContractSettings
 from churn_platform.settings.crm import CRMSettings
 from churn_platform.settings.declare import SettingsError, read_section
 from churn_platform.settings.engine import EngineSettings
+from churn_platform.settings.freshness import FreshnessSettings
 from churn_platform.settings.mlflow import MLflowSettings
 from churn_platform.settings.observability import ObservabilitySettings
 from churn_platform.settings.pipeline import PipelineSettings
@@ -30,6 +31,7 @@ SECTIONS = {
     "engine": EngineSettings,
     "automation": AutomationSettings,
     "alerts": AlertSettings,
+    "freshness": FreshnessSettings,
     "serving": ServingSettings,
     "observability": ObservabilitySettings,
 }
@@ -47,6 +49,7 @@ class PlatformSettings:
     engine: EngineSettings
     automation: AutomationSettings
     alerts: AlertSettings
+    freshness: FreshnessSettings
     serving: ServingSettings
     observability: ObservabilitySettings
     # Which of the sections' declared secrets are set (names only: values are never read here;

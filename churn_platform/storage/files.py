@@ -114,6 +114,51 @@ def write_bytes_atomic(path: UPath, data: bytes | memoryview) -> None:
             raise _remote_error(path, "write", exc) from exc
 
 
+# Temporary names: a local atomic write's file, and a range's staged files (see stage/commit below).
+TEMPORARY_PREFIXES = (".tmp-", ".staging-")
+# A temporary file this old belongs to a writer that died (no write takes an hour): removed.
+STALE_TEMPORARY_SECONDS = 3600
+
+
+def remove_stale_temporaries(
+    directory: UPath, now: float, older_than: float = STALE_TEMPORARY_SECONDS
+) -> list[str]:
+    """Delete temporary files left in ``directory`` by killed writers; returns their names. Recent
+    ones are left alone: another writer may be using them right now."""
+    fs = directory.fs
+    try:
+        entries = fs.ls(directory.path, detail=True)
+    except FileNotFoundError:
+        return []
+    removed = []
+    for entry in entries:
+        name = str(entry["name"]).rstrip("/").rsplit("/", 1)[-1]
+        if entry.get("type") == "directory" or not name.startswith(TEMPORARY_PREFIXES):
+            continue
+        modified = entry.get("mtime") or entry.get("LastModified") or entry.get("updated")
+        if isinstance(modified, str):
+            modified = dt.datetime.fromisoformat(modified.replace("Z", "+00:00"))
+        if isinstance(modified, dt.datetime):
+            modified = modified.timestamp()
+        if modified is not None and now - float(modified) > older_than:
+            fs.rm(str(entry["name"]))
+            removed.append(name)
+    return removed
+
+
+def commit_staged(staged: UPath, target: UPath) -> None:
+    """Move a staged file over its target: a rename locally (atomic), a server-side copy then a
+    delete on object stores (the target is the old or the whole new object at every moment)."""
+    if not protocol_of(staged):
+        os.replace(staged.path, target.path)
+        return
+    try:
+        staged.fs.copy(staged.path, target.path)
+        staged.fs.rm(staged.path)
+    except Exception as exc:
+        raise _remote_error(target, "write", exc) from exc
+
+
 def object_version(path: UPath) -> str | None:
     """The object's version where the store keeps versions (S3 VersionId, GCS generation)."""
     if not protocol_of(path):

@@ -15,20 +15,16 @@ import tempfile
 from dataclasses import dataclass
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import matplotlib.pyplot as plt
-import mlflow
-import mlflow.artifacts
-import mlflow.sklearn
 import numpy as np
 import pandas as pd
-from mlflow.entities import Metric, Param, RunTag
-from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
-from mlflow.tracking import MlflowClient
 from pydantic import Field
+
+if TYPE_CHECKING:  # MLflow and matplotlib take ~2.5 s to import: only runs that use them pay it
+    from matplotlib.figure import Figure
+    from mlflow.tracking import MlflowClient
 
 CHAMPION = "champion"
 # MLflow stores scikit-learn models with skops, which loads only types it is told to trust. These
@@ -92,6 +88,10 @@ class TrainingRecord:
     run_url: str | None
 
 
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = {EXPERIMENT_KIND_TAG: "custom_model_development"}
+
+
 class MLflowTracking(dg.ConfigurableResource):
     """Where training runs are tracked and models registered (local SQLite or a tracking server)."""
 
@@ -106,16 +106,26 @@ class MLflowTracking(dg.ConfigurableResource):
         default=None, description="A tracking server's PostgreSQL database, for metadata backups (a secret)."
     )
 
-    def client(self) -> MlflowClient:
+    def client(self) -> "MlflowClient":
+        from mlflow.tracking import MlflowClient
+
         if self.tracking_uri.startswith("sqlite:///"):
             os.makedirs(os.path.dirname(self.tracking_uri[len("sqlite:///") :]) or ".", exist_ok=True)
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
-    def experiment_id(self, client: MlflowClient) -> str:
+    def experiment_id(self, client: "MlflowClient") -> str:
+        """The experiment, typed for classical ML so the MLflow UI opens it on its training runs
+        (untyped, MLflow 3 opens it in the GenAI view)."""
         experiment = client.get_experiment_by_name(self.experiment_name)
-        if experiment is not None:
-            return experiment.experiment_id
-        return client.create_experiment(self.experiment_name, artifact_location=self.artifact_location)
+        if experiment is None:
+            return client.create_experiment(
+                self.experiment_name, artifact_location=self.artifact_location, tags=EXPERIMENT_KIND
+            )
+        if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND[EXPERIMENT_KIND_TAG]:
+            client.set_experiment_tag(
+                experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND[EXPERIMENT_KIND_TAG]
+            )
+        return experiment.experiment_id
 
     def run_url(self, experiment_id: str, run_id: str) -> str | None:
         return (
@@ -130,11 +140,17 @@ class MLflowTracking(dg.ConfigurableResource):
         metrics: dict[str, float],
         tags: dict[str, str],
         lineage: dict[str, Any],
-        figures: dict[str, plt.Figure],
+        figures: dict[str, "Figure"],
         run_name: str,
     ) -> TrainingRecord:
         """One run: params, metrics and tags in one batch, plots and lineage as artifacts, the
         pipeline as an MLflow model with signature and input example, registered as a new version."""
+        import matplotlib.pyplot as plt
+        import mlflow
+        import mlflow.sklearn
+        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.models import infer_signature
+
         client = self.client()
         experiment_id = self.experiment_id(client)
         run = client.create_run(experiment_id, run_name=run_name, tags=tags)
@@ -178,6 +194,8 @@ class MLflowTracking(dg.ConfigurableResource):
 
     # -- registry ---------------------------------------------------------------------------------------
     def champion_version(self) -> str | None:
+        from mlflow.exceptions import MlflowException
+
         try:
             return str(self.client().get_model_version_by_alias(self.model_name, CHAMPION).version)
         except MlflowException:
@@ -187,6 +205,8 @@ class MLflowTracking(dg.ConfigurableResource):
         """The champion's version, its registry tags and the training cutoff it was trained on
         (from its tags, or its run's parameters for versions registered before they were tagged),
         or None when there is no champion."""
+        from mlflow.exceptions import MlflowException
+
         client = self.client()
         try:
             version = client.get_model_version_by_alias(self.model_name, CHAMPION)
@@ -210,6 +230,8 @@ class MLflowTracking(dg.ConfigurableResource):
     def download_version(self, version: str, dst_path: str | None = None) -> ModelArtifact:
         """The registered version's files, byte for byte as the registry stores them (downloaded
         from their storage location: a ``models:/`` download adds a ``registered_model_meta`` file)."""
+        import mlflow.artifacts
+
         stored = self.client().get_model_version_download_uri(self.model_name, str(version))
         local_dir = mlflow.artifacts.download_artifacts(
             artifact_uri=stored, dst_path=dst_path or tempfile.mkdtemp(), tracking_uri=self.tracking_uri
@@ -220,6 +242,8 @@ class MLflowTracking(dg.ConfigurableResource):
     def load_version(self, version: str) -> tuple[Any, ModelArtifact]:
         """The version's pipeline, loaded from exactly the files whose digest is returned with it,
         after checking that digest against the one recorded on the version when it was trained."""
+        import mlflow.sklearn
+
         artifact = self.download_version(version)
         try:
             recorded = self.client().get_model_version(self.model_name, str(version)).tags.get("model_sha256")

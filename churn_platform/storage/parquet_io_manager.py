@@ -14,8 +14,11 @@ Layout: ``<base_path>/<asset key path>/<partition key>.parquet``; unpartitioned 
   the first file is written, so a bad range output writes nothing.
 """
 
+import contextlib
 import json
 import logging
+import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,9 +33,11 @@ from upath import UPath
 from churn_platform.storage.connection import ObjectStoreConnection, open_path
 from churn_platform.storage.files import (
     StorageError,
+    commit_staged,
     object_version,
     partition_path,
     read_bytes,
+    remove_stale_temporaries,
     sha256_hex,
     uri_of,
     validate_partition_key,
@@ -97,9 +102,23 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     # -- writing ------------------------------------------------------------------------------
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         column = (context.definition_metadata or {}).get(PARTITION_COLUMN)
+        preview_rows = int((context.definition_metadata or {}).get(PREVIEW_ROWS_METADATA, 0))
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
-        schema, written = self.write_partitions(context.asset_key, keys, obj, column, context.log)
+        schema, written = self.write_partitions(
+            context.asset_key, keys, obj, column, context.log, preview_rows
+        )
         context.add_output_metadata(_output_metadata(schema, written))
+        if len(written) > 1:
+            # Dagster gives every partition of a range run the same metadata (the range's totals;
+            # dagster issue #18123): each partition's own rows, file and SHA-256 go in an observation.
+            for item in written:
+                context.log_event(
+                    dg.AssetObservation(
+                        asset_key=context.asset_key,
+                        partition=item["partition"],
+                        metadata=_partition_metadata(item),
+                    )
+                )
 
     def write_partitions(
         self,
@@ -108,8 +127,10 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         obj: Any,
         column: str | None = None,
         log: logging.Logger | None = None,
+        preview_rows: int = 0,
     ) -> tuple[pa.Schema, list[dict]]:
-        """Store an output (pandas, Arrow or a SelfWritingTable) as one file per partition key.
+        """Store an output (pandas, Arrow or a SelfWritingTable) as one file per partition key,
+        with a Markdown preview of the first ``preview_rows`` rows (not of engine-written tables).
 
         Several keys (a single-run backfill) need ``column`` to split on. A SelfWritingTable (a
         Spark result) is written by its engine where the engine reaches the storage.
@@ -141,27 +162,73 @@ class ParquetIOManager(dg.ConfigurableIOManager):
 
         # Serialise everything first: a failure here must not leave half a range written.
         payloads = {key: table_to_parquet(part) for key, part in parts.items()}
-        written = []
-        for key, data in payloads.items():
-            path = self.path_for(asset_key, key)
+        directory = self.path_for(asset_key, keys[0]).parent
+        removed = remove_stale_temporaries(directory, time.time())
+        if removed and log:
+            log.warning(
+                f"removed {len(removed)} temporary files left by killed writers in {uri_of(directory)}"
+            )
+        if len(payloads) == 1:
+            self._write_one(asset_key, keys[0], payloads[keys[0]])
+        else:
+            self._write_range(asset_key, payloads)
+        written = [
+            {
+                "partition": key,
+                "uri": uri_of(self.path_for(asset_key, key)),
+                "rows": parts[key].num_rows,
+                "bytes": data.size,
+                "sha256": sha256_hex(data),
+                "version": object_version(self.path_for(asset_key, key)) if len(payloads) == 1 else None,
+            }
+            for key, data in payloads.items()
+        ]
+        if preview_rows:
+            written[0]["preview"] = preview_markdown(parts[keys[0]], preview_rows)
+        return obj.schema, written
+
+    def _write_one(self, asset_key: dg.AssetKey, key: str | None, data: pa.Buffer) -> None:
+        path = self.path_for(asset_key, key)
+        try:
+            write_bytes_atomic(path, data)
+        except Exception as exc:
+            raise StorageError(
+                f"could not write {uri_of(path)}: {exc}. The previous version, if any, is intact; "
+                "re-run the partition once storage is reachable."
+            ) from exc
+
+    def _write_range(self, asset_key: dg.AssetKey, payloads: dict[str | None, pa.Buffer]) -> None:
+        """All or nothing: every partition's file is staged beside its target first; only when all
+        are staged are they moved into place (renames locally). A failure while staging removes the
+        staged files and replaces nothing, so the warehouse and the event log (which records no
+        materialization for a failed step) agree."""
+        token = uuid.uuid4().hex[:12]
+        staged: dict[str | None, UPath] = {}
+        try:
+            for key, data in payloads.items():
+                target = self.path_for(asset_key, key)
+                staged[key] = target.parent / f".staging-{token}-{target.name}"
+                write_bytes_atomic(staged[key], data)
+        except Exception as exc:
+            for path in staged.values():
+                with contextlib.suppress(Exception):
+                    path.fs.rm(path.path)
+            raise StorageError(
+                f"could not write {asset_key.to_user_string()} for {len(payloads)} partitions "
+                f"({min(payloads)}..{max(payloads)}): {exc}. No partition was replaced; re-run the range "
+                "once storage is reachable."
+            ) from exc
+        committed: list[str | None] = []
+        for key, path in staged.items():
             try:
-                write_bytes_atomic(path, data)
+                commit_staged(path, self.path_for(asset_key, key))
             except Exception as exc:
                 raise StorageError(
-                    f"could not write {uri_of(path)}: {exc}. The previous version, if any, is intact; "
-                    "re-run the partition once storage is reachable."
+                    f"could not move {asset_key.to_user_string()} {key} into place: {exc}. Replaced already: "
+                    f"{', '.join(map(str, committed)) or 'none'}; re-run the range (the staged files are "
+                    "removed by the next write after an hour)."
                 ) from exc
-            written.append(
-                {
-                    "partition": key,
-                    "uri": uri_of(path),
-                    "rows": parts[key].num_rows,
-                    "bytes": data.size,
-                    "sha256": sha256_hex(data),
-                    "version": object_version(path) if len(payloads) == 1 else None,
-                }
-            )
-        return obj.schema, written
+            committed.append(key)
 
     def _write_by_engine(
         self, asset_key: dg.AssetKey, keys: list[str], table: SelfWritingTable, column: str
@@ -270,9 +337,39 @@ def _not_materialized(asset_key: dg.AssetKey, key: str | None, path: UPath) -> P
     )
 
 
+# Definition metadata: how many rows the materialization's preview shows (set by governance.py).
+PREVIEW_ROWS_METADATA = "preview_rows"
+
+
+def preview_markdown(table: pa.Table, rows: int) -> str:
+    """The first rows as a Markdown table for the materialization's page (floats to 4 digits, long
+    texts cut at 60 characters)."""
+    frame = table.slice(0, rows).to_pandas()
+    for name in frame.columns:
+        if frame[name].dtype == object:
+            frame[name] = frame[name].map(
+                lambda v: v if not isinstance(v, str) or len(v) <= 60 else v[:57] + "..."
+            )
+    return frame.to_markdown(index=False, floatfmt=".4g")
+
+
+def _partition_metadata(item: dict) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "dagster/row_count": item["rows"],
+        "bytes": item["bytes"],
+        "uri": dg.MetadataValue.path(item["uri"]),
+    }
+    if item["sha256"]:
+        metadata["sha256"] = item["sha256"]
+    return metadata
+
+
 def _output_metadata(schema: pa.Schema, written: list[dict]) -> dict[str, Any]:
     columns = [dg.TableColumn(name=f.name, type=str(f.type)) for f in schema]
     metadata: dict[str, Any] = {"dagster/column_schema": dg.TableSchema(columns=columns)}
+    if written and written[0].get("preview"):
+        label = "preview" if len(written) == 1 else f"preview ({written[0]['partition']}, first of the range)"
+        metadata["preview"] = dg.MetadataValue.md(f"{label}:\n\n{written[0]['preview']}")
     if len(written) == 1:
         metadata["dagster/row_count"] = written[0]["rows"]
         metadata["bytes"] = written[0]["bytes"]

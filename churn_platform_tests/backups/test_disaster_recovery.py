@@ -91,7 +91,7 @@ def test_the_platform_carries_on_after_losing_its_data_instance_and_registry(
     deliver_sources(settings, held_back=[NEXT])
     plan = DemoPlan.for_days(START, DAYS)
     with dg.DagsterInstance.get() as instance:
-        run_demo(defs, instance, plan, log=lambda *_: None, gate=PERMISSIVE_GATE)  # ends with the backups
+        run_demo(defs, instance, plan, gate=PERMISSIVE_GATE)  # ends with the backups
         runs_before = {r.run_id for r in instance.get_runs()}
         champion = instance.get_latest_materialization_event(keys.CHURN_MODEL).asset_materialization.metadata
         metadata_snapshot = (

@@ -72,7 +72,6 @@ def production(s3_server, tmp_path_factory):
                         defs,
                         instance,
                         DemoPlan.for_days(START, DAYS),
-                        log=lambda *_: None,
                         gate=PERMISSIVE_GATE,
                     )
                     yield environ, settings, defs, instance, server

@@ -39,7 +39,7 @@ def materialize(env: dict[str, str], selection: str, partition_args: list[str]) 
             selection,
         ]
         + partition_args,
-        cwd=REPO_ROOT,
+        cwd=env["DAGSTER_HOME"],  # not the repository, whose ./.env (from `make demo`) Dagster would load
         env={**os.environ, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -138,8 +138,15 @@ def test_a_run_whose_worker_dies_is_failed_and_alerted_once(production_instance,
     frozen: psutil.Process | None = None
     try:
         subprocess.run(
-            [str(BIN / "dagster"), "sensor", "start", "run_failure_alert", "-w", "workspace.yaml"],
-            cwd=REPO_ROOT,
+            [
+                str(BIN / "dagster"),
+                "sensor",
+                "start",
+                "run_failure_alert",
+                "-w",
+                str(REPO_ROOT / "workspace.yaml"),
+            ],
+            cwd=dev.home,
             env=dev.env,
             check=True,
             capture_output=True,

@@ -68,7 +68,9 @@ def test_the_next_weeks_model_is_compared_on_unseen_rows_and_promoted(weekly):
     meta = {k: v.value for k, v in second.metadata.items()}
     low, high = meta["auc_difference_ci"]
     assert low <= meta["auc_difference"] <= high
-    assert meta["auc_difference"] == pytest.approx(meta["roc_auc"] - meta["champion_roc_auc_same_rows"])
+    assert meta["auc_difference"] == pytest.approx(
+        meta["roc_auc"] - meta["champion_roc_auc_same_rows"], abs=2e-4
+    )
     assert high >= -0.02  # the rule it passed
     client = MlflowClient(settings.mlflow.tracking_uri)
     assert str(client.get_model_version_by_alias("churn_model", "champion").version) == "2"
@@ -90,7 +92,7 @@ def test_the_split_is_recorded_in_mlflow_and_on_the_registered_version(weekly):
     assert run.data.params["split.fit_cutoff"] == split["fit_cutoff"]
     assert run.data.params["cost_missed_churner"] == "500.0"
     for name in ("fit_churn_rate", "evaluation_churn_rate", "expected_saving_per_customer", "roc_auc_ci_low"):
-        assert run.data.metrics[name] == pytest.approx(meta[name])
+        assert run.data.metrics[name] == pytest.approx(meta[name], abs=5e-5)  # the UI shows 4 digits
     assert meta["test_rows"] == split["evaluation_rows"] and meta["expected_saving_per_customer"] > 0
 
 

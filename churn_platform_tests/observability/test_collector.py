@@ -1,6 +1,7 @@
-"""The collector's functions on a test instance (runs, stale workers, assets, checks, the gate, the
-champion in a local MLflow store, drift), the collector's time budget and failure handling, the
-names and labels it exports, and the push hooks (a run whose push fails still succeeds)."""
+"""The collector's functions on a test instance (runs, stale workers, assets, late partitions,
+checks, the gate, the champion in a local MLflow store, drift), the collector's time budget and
+failure handling, the names and labels it exports, and the push hooks (a run whose push fails still
+succeeds)."""
 
 import datetime as dt
 import os
@@ -154,6 +155,43 @@ def test_asset_states_newest_partition_freshness_rows_bytes_and_quarantine(insta
     later = snapshot.last_materialization_timestamp + 600
     [snapshot] = metrics.asset_states(instance, {metadata: None}, later)
     assert snapshot.freshness_lag_seconds == 600
+
+
+def test_late_partitions_are_counted_per_asset_partition_by_partition(instance):
+    """An old day backfilled last (the newest event) hides nothing: the missing recent day counts."""
+    from churn_platform.definitions import build_definitions
+    from churn_platform.orchestration.freshness import Deadline
+    from churn_platform.settings import load_settings
+
+    deadline = Deadline(dt.timedelta(hours=2), DAILY, lookback_days=7)
+    now = dt.datetime(2026, 3, 10, 12, tzinfo=dt.UTC).timestamp()
+    for day in (
+        "2026-03-03",
+        "2026-03-04",
+        "2026-03-05",
+        "2026-03-06",
+        "2026-03-08",
+        "2026-03-09",
+        "2026-01-20",
+    ):
+        materialize(instance, keys.CUSTOMER_FEATURES, day)
+    deadlines = {keys.CUSTOMER_FEATURES: deadline, keys.CHURN_SCORES: deadline}
+    assert metrics.late_partition_counts(instance, deadlines, now) == {
+        "features/customer_features": 1,  # 2026-03-07
+        "ml/churn_scores": 7,  # nothing at all: the week the look-back covers
+    }
+    collector = PlatformCollector(instance, Scope(jobs=(), assets={}, deadlines=deadlines), clock=lambda: now)
+    try:
+        families = scrape(collector)
+    finally:
+        collector.close()
+    assert value(families, "churn_asset_late_partitions", asset="features/customer_features") == 1
+    assert value(families, "churn_asset_late_partitions", asset="ml/churn_scores") == 7
+    # The exporter reads the deadlines the definitions carry.
+    scope = Scope.from_definitions(
+        build_definitions(load_settings({"CHURN_FRESHNESS_DEADLINES": "ml/churn_scores=off"}))
+    )
+    assert keys.CUSTOMER_FEATURES in scope.deadlines and keys.CHURN_SCORES not in scope.deadlines
 
 
 def test_materialization_duration_is_the_step_s(instance):

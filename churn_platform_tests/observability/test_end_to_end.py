@@ -106,7 +106,7 @@ def stack(tmp_path_factory):
             # One OpenMP thread: on 2 shared cores busy with other work, scikit-learn's thread pool
             # made the small model's step take 19-38 s instead of 4 s.
             with threadpool_limits(1):
-                run_demo(defs, instance, plan, log=lambda *_: None, gate=PERMISSIVE_GATE)
+                run_demo(defs, instance, plan, gate=PERMISSIVE_GATE)
             # A run that fails: scoring the day after the data, whose features were never made.
             missing_day = (dt.date.fromisoformat(plan.last_day) + dt.timedelta(days=1)).isoformat()
             failed = defs.resolve_job_def("scoring_job").execute_in_process(

@@ -84,7 +84,7 @@ def platform(tmp_path_factory):
     defs = build_definitions(settings)
     plan = DemoPlan.for_days(START, DAYS)
     with dg.instance_for_test() as instance:
-        run_demo(defs, instance, plan, log=lambda *_: None, gate=PERMISSIVE_GATE)
+        run_demo(defs, instance, plan, gate=PERMISSIVE_GATE)
         result = defs.resolve_job_def("online_features_job").execute_in_process(
             instance=instance, partition_key=plan.last_day
         )

@@ -3,6 +3,9 @@ only through the file helper: a writer that dies mid-write leaves the previous f
 (``storage/files.py``: "readers see either the previous version or the whole new one")."""
 
 import datetime as dt
+import hashlib
+import os
+import time
 
 import dagster as dg
 import numpy as np
@@ -97,29 +100,91 @@ def test_handle_output_that_dies_fails_the_run_and_keeps_the_previous_partition(
     assert files_under(tmp_path) == [f"raw/things/{DAY}.parquet"]
 
 
-def test_range_write_that_dies_leaves_every_file_whole(tmp_path, monkeypatch):
-    """A single-run backfill writes one file after another: each is the old or the new one, whole."""
+def test_range_write_that_dies_replaces_no_partition(tmp_path, monkeypatch):
+    """A single-run backfill stages every partition's file before replacing any: a disk that fills
+    up on the second file leaves all three old files, no staged file, and a failed step, so the
+    warehouse and the event log (no new materialization) agree."""
     manager = ParquetIOManager(base_path=str(tmp_path))
     days = ["2026-01-01", "2026-01-02", "2026-01-03"]
     targets = [tmp_path / "raw" / "things" / f"{d}.parquet" for d in days]
     version = {"n": 1}
     things = things_asset(lambda keys: frame(version["n"], keys))
     tags = partition_range_tags(days[0], days[-1])
-    assert dg.materialize([things], tags=tags, resources={"io_manager": manager}).success
-    previous = [t.read_bytes() for t in targets]
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert dg.materialize(
+            [things], tags=tags, resources={"io_manager": manager}, instance=instance
+        ).success
+        previous = [t.read_bytes() for t in targets]
 
-    version["n"] = 2
-    with dying_disk(
-        monkeypatch, tmp_path, budget=len(previous[1]) // 2, spare_files=1, watch=targets
-    ) as disk:
-        result = dg.materialize([things], tags=tags, resources={"io_manager": manager}, raise_on_error=False)
-    assert not result.success and disk.faults == 1
-    # The fault hit the second file: the first is the new version, whole; the others the old ones.
-    (seen,) = disk.seen_at_fault
-    assert seen[str(targets[1])] == previous[1] and seen[str(targets[2])] == previous[2]
-    assert pd.read_parquet(targets[0])["value"].tolist() == frame(2, days[:1])["value"].tolist()
-    assert [t.read_bytes() for t in targets[1:]] == previous[1:]
-    assert files_under(tmp_path) == [f"raw/things/{d}.parquet" for d in days]
+        version["n"] = 2
+        with dying_disk(
+            monkeypatch, tmp_path, budget=len(previous[1]) // 2, spare_files=1, watch=targets
+        ) as disk:
+            result = dg.materialize(
+                [things],
+                tags=tags,
+                resources={"io_manager": manager},
+                raise_on_error=False,
+                instance=instance,
+            )
+        assert not result.success and disk.faults == 1
+        error = result.get_step_failure_events()[0].event_specific_data.error.to_string()
+        assert "No partition was replaced" in error and "2026-01-01..2026-01-03" in error
+        assert [t.read_bytes() for t in targets] == previous
+        assert files_under(tmp_path) == [f"raw/things/{d}.parquet" for d in days]
+        # The event log holds the first run's materializations only, one per partition.
+        records = instance.fetch_materializations(dg.AssetKey(["raw", "things"]), limit=10).records
+        assert sorted(r.asset_materialization.partition for r in records) == days
+
+        # The same range again, once the disk has room: every partition is the new version.
+        assert dg.materialize(
+            [things], tags=tags, resources={"io_manager": manager}, instance=instance
+        ).success
+        assert all(
+            pd.read_parquet(t)["value"].tolist() == frame(2, [d])["value"].tolist()
+            for t, d in zip(targets, days, strict=True)
+        )
+
+
+def test_a_killed_writers_temporary_files_are_removed_by_the_next_write(tmp_path):
+    """A writer killed mid-write leaves a temporary or staged file; the next write of the asset
+    removes those older than an hour and leaves a fresh one (another writer may be using it)."""
+    manager = ParquetIOManager(base_path=str(tmp_path))
+    folder = tmp_path / "raw" / "things"
+    folder.mkdir(parents=True)
+    stale = [folder / ".tmp-abc.part", folder / f".staging-0123456789ab-{DAY}.parquet"]
+    fresh = folder / ".staging-ba9876543210-2026-01-09.parquet"
+    for path in [*stale, fresh]:
+        path.write_bytes(b"half a file")
+    two_hours_ago = time.time() - 7200
+    for path in stale:
+        os.utime(path, (two_hours_ago, two_hours_ago))
+    things = things_asset(lambda keys: frame(1, keys))
+    assert dg.materialize([things], partition_key=DAY, resources={"io_manager": manager}).success
+    assert sorted(p.name for p in folder.iterdir()) == [fresh.name, f"{DAY}.parquet"]
+
+
+def test_each_partition_of_a_range_run_has_its_own_rows_file_and_digest(tmp_path):
+    """Dagster records one metadata for every partition of a range run; each partition's own rows,
+    URI and SHA-256 are in an observation of that partition."""
+    manager = ParquetIOManager(base_path=str(tmp_path))
+    days = ["2026-01-01", "2026-01-02", "2026-01-03"]
+    things = things_asset(lambda keys: frame(1, keys[:1] * 2 + keys, rows=1))  # the first day has three rows
+    with dg.DagsterInstance.ephemeral() as instance:
+        tags = partition_range_tags(days[0], days[-1])
+        assert dg.materialize(
+            [things], tags=tags, resources={"io_manager": manager}, instance=instance
+        ).success
+        for day, rows in zip(days, (3, 1, 1), strict=True):
+            (record,) = instance.fetch_observations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey(["raw", "things"]), asset_partitions=[day]),
+                limit=5,
+            ).records
+            meta = record.asset_observation.metadata
+            path = tmp_path / "raw" / "things" / f"{day}.parquet"
+            assert meta["dagster/row_count"].value == rows == len(pd.read_parquet(path))
+            assert meta["uri"].value == str(path)
+            assert meta["sha256"].value == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_backup_write_that_dies_leaves_no_backup_and_the_retry_stores_it(tmp_path, monkeypatch):

@@ -35,7 +35,6 @@ def run_platform(settings):
             build_definitions(settings),
             instance,
             DemoPlan.for_days(START, DAYS),
-            log=lambda *_: None,
             gate=PERMISSIVE_GATE,
         )
         model = instance.get_latest_materialization_event(keys.CHURN_MODEL).asset_materialization

@@ -58,8 +58,10 @@ class DagsterDev:
     def start(self, timeout: float = 120) -> DagsterDev:
         log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(
-            [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(self.port)],
-            cwd=REPO_ROOT,
+            [str(BIN / "dagster"), "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1"]
+            + ["-p", str(self.port)],
+            # Not the repository: `dagster dev` loads ./.env, where `churn-platform demo` writes its settings.
+            cwd=self.home,
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -94,8 +96,9 @@ class DagsterDev:
             return
         pgid = os.getpgid(self.process.pid)
         os.killpg(pgid, signal.SIGTERM)
+        # `dagster dev` often outlives SIGTERM by 40 s and more; a test needs no graceful shutdown.
         with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=30)
+            self.process.wait(timeout=5)
         with contextlib.suppress(ProcessLookupError):  # runs and code servers it started, if any survived
             os.killpg(pgid, signal.SIGKILL)
         self.process.wait(timeout=10)

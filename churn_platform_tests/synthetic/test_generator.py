@@ -41,3 +41,21 @@ def test_churners_fade_cancel_and_complain_before_leaving():
         negative[tickets.requester_id.isin(churner_ids)].mean()
         > negative[~tickets.requester_id.isin(churner_ids)].mean() + 0.2
     )
+
+
+def test_a_dataset_grows_a_day_without_changing_its_landed_days():
+    """With a fixed horizon, landing one more day (`generate --append-day`) leaves every earlier
+    day's events as they were; tickets are as they stood at the end of the last landed day."""
+    start = dt.date(2026, 3, 1)
+    shorter = generate(start, days=10, customers=120, seed=5, horizon_days=40)
+    longer = generate(start, days=11, customers=120, seed=5, horizon_days=40)
+    for before, after in zip(shorter.event_days, longer.event_days[:10], strict=True):
+        pd.testing.assert_frame_equal(before.events, after.events)
+    assert events_to_jsonl(longer.event_days[10].events)  # the new day has events of its own
+    end = pd.Timestamp(shorter.end_date + dt.timedelta(days=1), tz="UTC")
+    assert all(pd.Timestamp(t["updated_at"]) < end for t in shorter.tickets)
+    by_id = {t["id"]: t for t in longer.tickets}
+    assert all(by_id[t["id"]]["created_at"] == t["created_at"] for t in shorter.tickets)
+    # Without a horizon, the data are what they always were for a seed.
+    plain = generate(start, days=10, customers=120, seed=5)
+    assert plain.tickets == generate(start, days=10, customers=120, seed=5, horizon_days=10).tickets
