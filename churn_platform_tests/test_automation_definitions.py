@@ -52,6 +52,8 @@ def test_sensors_and_schedules_are_registered_and_stopped_by_default():
         "alert_outbox",
         "retraining_notice",
         "metadata_backup_after_training",
+        "partition_freshness",
+        "check_failure_alert",
     }
     assert set(schedules) == {
         "daily_ingestion_schedule",

@@ -152,6 +152,8 @@ def test_sensors_and_schedules_are_running_in_the_deployment(deployment):
         "alert_outbox": "RUNNING",
         "retraining_notice": "RUNNING",
         "metadata_backup_after_training": "RUNNING",
+        "partition_freshness": "RUNNING",
+        "check_failure_alert": "RUNNING",
     }
     assert schedules == {
         "daily_ingestion_schedule": "RUNNING",

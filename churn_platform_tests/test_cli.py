@@ -66,7 +66,8 @@ def test_demo_is_current_quiet_and_idempotent(tmp_path):
     last, start = TODAY - dt.timedelta(days=2), TODAY - dt.timedelta(days=76)
     out = first.stdout
     assert f"{start}..{last}" in out
-    assert f"CHURN_START_DATE={start}\n" in (tmp_path / ".env").read_text()
+    assert f"CHURN_START_DATE={start}\n" in (tmp_path / "home" / "churn.env").read_text()
+    assert not (tmp_path / ".env").exists()  # never the directory's .env, which Dagster's CLI loads
     assert f"{keys.INTERACTION_LOGS.to_user_string():34s}   75/75   partitions" in out
     assert f"{keys.CHURN_LABELS.to_user_string():34s}   45/45   partitions" in out
     # Quiet: Dagster's DEBUG stream and library warnings are in the log file, not on the terminal.
@@ -96,7 +97,7 @@ def test_demo_validates_its_arguments_before_writing(tmp_path):
     result = run_cli("demo", "--days", "20", cwd=tmp_path, env=env)
     assert result.returncode == 2
     assert "needs more than 37 days" in one_error_line(result)
-    assert not (tmp_path / "data").exists() and not (tmp_path / ".env").exists()
+    assert not (tmp_path / "data").exists() and not (tmp_path / "home").exists()
 
 
 def test_generate_refuses_to_mix_datasets_and_appends_a_day(tmp_path):

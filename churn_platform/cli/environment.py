@@ -1,7 +1,9 @@
-"""The project's ``.env`` file: `dagster dev` and the `dagster` CLI load ``./.env`` into the
-environment (Dagster's convention), and so does `churn-platform`, so the settings the demo writes
-there (CHURN_START_DATE, following the demo's data) reach every process started from this folder.
-Variables set in the shell win over the file."""
+"""Settings the demo derives from its data, kept beside the instance they describe:
+``$DAGSTER_HOME/churn.env`` (``./.dagster_home`` by default, as for `make demo`). The demo writes
+CHURN_START_DATE there (the partitions start with its data); `make dev` and `churn-platform` read
+it, and variables set in the shell win. It is not the repository's ``./.env``, which Dagster's
+CLI would load into every process started from the repository (tests included) over their own
+settings."""
 
 from __future__ import annotations
 
@@ -10,17 +12,23 @@ from pathlib import Path
 
 import dotenv
 
-ENV_FILE = ".env"
+ENV_FILE = "churn.env"
 
 
-def load_dotenv(path: str = ENV_FILE) -> None:
-    if os.path.exists(path):
+def env_file() -> Path:
+    return Path(os.environ.get("DAGSTER_HOME") or ".dagster_home") / ENV_FILE
+
+
+def load_dotenv() -> None:
+    path = env_file()
+    if path.exists():
         dotenv.load_dotenv(path, override=False)
 
 
-def write_env_value(key: str, value: str, path: str = ENV_FILE) -> Path:
-    """Set ``key`` in the ``.env`` file (created if missing), keeping every other line."""
-    target = Path(path)
+def write_env_value(key: str, value: str) -> Path:
+    """Set ``key`` in the instance's env file (created if missing), keeping every other line."""
+    target = env_file()
+    target.parent.mkdir(parents=True, exist_ok=True)
     target.touch(exist_ok=True)
     dotenv.set_key(str(target), key, value, quote_mode="never")
     return target.absolute()

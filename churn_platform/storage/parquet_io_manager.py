@@ -163,7 +163,10 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         # Serialise everything first: a failure here must not leave half a range written.
         payloads = {key: table_to_parquet(part) for key, part in parts.items()}
         directory = self.path_for(asset_key, keys[0]).parent
-        removed = remove_stale_temporaries(directory, time.time())
+        try:
+            removed = remove_stale_temporaries(directory, time.time())
+        except Exception:  # housekeeping only: the write below reports an unreachable store itself
+            removed = []
         if removed and log:
             log.warning(
                 f"removed {len(removed)} temporary files left by killed writers in {uri_of(directory)}"

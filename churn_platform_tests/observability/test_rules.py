@@ -27,7 +27,7 @@ def promtool(*args: str) -> str:
 
 def test_the_example_configuration_and_the_rules_are_valid():
     assert "SUCCESS" in promtool("check", "config", "prometheus.yml")
-    assert "SUCCESS: 14 rules found" in promtool("check", "rules", "alerts.yml")
+    assert "SUCCESS: 15 rules found" in promtool("check", "rules", "alerts.yml")
 
 
 def test_every_alert_fires_in_its_situation_and_not_otherwise():
