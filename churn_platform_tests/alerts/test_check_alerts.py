@@ -12,12 +12,11 @@ from churn_platform.alerts.resources import SlackWebhook
 from churn_platform.contracts.features import CUSTOMER_FEATURES
 from churn_platform.contracts.verify import build_contract_check
 from churn_platform.crm.resources import ZendeskCRMResource
-from churn_platform.crm.simulator import ZendeskSimulator
 from churn_platform.orchestration import asset_keys as keys
 from churn_platform.orchestration.freshness import PARTITIONS_ON_TIME
 from churn_platform.settings import AlertSettings, SettingsError, load_settings
 from churn_platform.storage.parquet_io_manager import ParquetIOManager
-from churn_platform_tests.support.servers import WebhookReceiver
+from churn_platform_tests.support.sensors import sensor_ticker
 
 DAY = "2026-01-05"
 UI = "http://dagster.example:3000"
@@ -55,38 +54,13 @@ def platform(tmp_path):
         yield defs, instance, [customer_features, check], resources
 
 
-@pytest.fixture
-def simulator():
-    sim = ZendeskSimulator([], email="ops@example.com", api_token="s3cret").start()
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture
-def webhook():
-    receiver = WebhookReceiver()
-    yield receiver
-    receiver.stop()
-
-
 def ticker(defs, instance, slack_url, crm_url, settings):
     sensor = build_check_failure_sensor(settings, running=False)
     resources = {
         "slack": SlackWebhook(webhook_url=slack_url),
         "crm": ZendeskCRMResource(base_url=crm_url, email="ops@example.com", api_token="s3cret"),
     }
-    cursor = {"value": None}
-
-    def tick() -> str:
-        with dg.build_sensor_context(
-            instance=instance, resources=resources, definitions=defs, cursor=cursor["value"]
-        ) as context:
-            try:
-                return sensor(context).skip_message
-            finally:
-                cursor["value"] = context.cursor
-
-    return tick
+    return sensor_ticker(sensor, instance, resources, defs)
 
 
 def test_a_failed_contract_check_is_alerted_exactly_once(platform, simulator, webhook):

@@ -8,7 +8,6 @@ from churn_platform.alerts.messages import describe_failure
 from churn_platform.alerts.resources import SlackWebhook
 from churn_platform.alerts.sensors import build_failure_alert_sensor
 from churn_platform.crm.resources import ZendeskCRMResource
-from churn_platform.crm.simulator import ZendeskSimulator
 from churn_platform.definitions import build_definitions
 from churn_platform.orchestration import asset_keys as keys
 from churn_platform.resources import build_resources
@@ -35,20 +34,6 @@ def failed_run(tmp_path):
         )
         assert not result.success
         yield instance, result
-
-
-@pytest.fixture
-def simulator():
-    sim = ZendeskSimulator([], email="ops@example.com", api_token="s3cret").start()
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture
-def webhook():
-    receiver = WebhookReceiver()
-    yield receiver
-    receiver.stop()
 
 
 def evaluate(instance, result, resources, open_crm_tickets=True, settings=None):

@@ -36,6 +36,7 @@ from churn_platform.orchestration.freshness import (
 )
 from churn_platform.settings import AlertSettings, SettingsError, load_settings
 from churn_platform_tests.support.data import settings_for
+from churn_platform_tests.support.sensors import sensor_ticker
 from churn_platform_tests.support.servers import WebhookReceiver, free_port
 
 UTC = dt.UTC
@@ -305,17 +306,7 @@ def test_a_late_partition_is_alerted_once_across_refusals_and_ticks(platform):
         base_url=f"http://127.0.0.1:{crm_port}", email="ops@example.com", api_token="s3cret", max_attempts=1
     )
     resources = {"slack": SlackWebhook(webhook_url=slack_receiver.url), "crm": crm}
-    cursor = {"value": None}
-
-    def tick() -> str:
-        """One evaluation as the daemon makes it: the cursor is kept even when the tick raises."""
-        with dg.build_sensor_context(
-            instance=instance, resources=resources, definitions=defs, cursor=cursor["value"]
-        ) as context:
-            try:
-                return sensor(context).skip_message
-            finally:
-                cursor["value"] = context.cursor
+    tick = sensor_ticker(sensor, instance, resources, defs)
 
     simulator = None
     try:
