@@ -88,9 +88,10 @@ docs: $(STAMP)
 	$(BIN)/python -m churn_platform.settings.docs README.md
 
 # The demo's settings (CHURN_START_DATE, following its data) from $(DAGSTER_HOME)/churn.env.
+# Variables set in the shell win over the file (python-dotenv's --no-override).
 dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	set -a; [ ! -f $(DAGSTER_HOME)/churn.env ] || . $(DAGSTER_HOME)/churn.env; set +a; \
-		$(BIN)/dagster dev -w workspace.yaml
+	touch $(DAGSTER_HOME)/churn.env
+	$(BIN)/python -m dotenv -f $(DAGSTER_HOME)/churn.env run --no-override $(BIN)/dagster dev -w workspace.yaml
 
 # Every benchmark at full size (minutes to hours); each writes bench/results/ and the README cites them.
 bench: $(STAMP) bench-tools

@@ -132,6 +132,15 @@ def test_generate_refuses_to_mix_datasets_and_appends_a_day(tmp_path):
         f"date={yesterday}/events-am.jsonl",
         f"date={yesterday}/events-pm.jsonl",
     ]
+    # The original request again (e.g. the demo re-run after the README's --append-day): nothing
+    # to do, every day asked for is landed.
+    rerun = run_cli("generate", "--days", "3", "--customers", "20", "--seed", "1", cwd=tmp_path, env=env)
+    assert (
+        rerun.returncode == 0
+        and "unchanged=true" in rerun.stdout
+        and f"landed_up_to={yesterday}" in rerun.stdout
+    )
+    assert landed(data) == after
     # The next day is today: its partition does not exist yet.
     too_soon = run_cli("generate", "--append-day", cwd=tmp_path, env=env)
     assert too_soon.returncode == 1 and "has not ended yet" in one_error_line(too_soon)
@@ -165,6 +174,12 @@ def test_generate_refuses_files_it_did_not_write(tmp_path):
         (("generate", "--force", "--append-day"), 2, "--append-day extends the dataset"),
         (("generate", "--append-day"), 1, "holds no generated dataset to extend"),
         (("backfill", "--from", "2026-02-30", "--to", "2026-03-01"), 2, "'2026-02-30' is not a date"),
+        (
+            ("backfill", "--from", "20260105", "--to", "2026-01-06"),
+            2,
+            "'20260105' is not a date (YYYY-MM-DD)",
+        ),
+        (("generate", "--seed", "-1"), 2, "-1 is not in the range x>=0"),
         (
             ("backfill", "--from", "2025-12-01", "--to", "2026-01-05"),
             2,
@@ -243,3 +258,23 @@ def test_crm_simulator_command_serves_the_export(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_the_demo_replaces_only_its_own_dataset(tmp_path, monkeypatch):
+    """The demo replaces an earlier demo dataset by itself, never one `generate` wrote: it stops,
+    naming what the landing zone holds, before writing anything (its settings file included)."""
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "data"
+    env = {"CHURN_DATA_DIR": str(data), "DAGSTER_HOME": str(tmp_path / "home")}
+    runner = CliRunner()
+    assert (
+        runner.invoke(
+            main, ["generate", "--days", "40", "--customers", "20", "--seed", "1"], env=env
+        ).exit_code
+        == 0
+    )
+    before = landed(data)
+    result = runner.invoke(main, ["demo", "--days", "40", "--customers", "20", "--seed", "2"], env=env)
+    assert result.exit_code == 1
+    assert "holds another generated dataset (seed 1, 20 customers" in one_error_line(result)
+    assert landed(data) == before and not (tmp_path / "home" / "churn.env").exists()

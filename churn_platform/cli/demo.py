@@ -302,7 +302,7 @@ def run_demo_command(days: int, customers: int, seed: int, start: dt.date | None
     from churn_platform.cli.generate import land_dataset, plan_dataset, utc_today
     from churn_platform.synthetic.dataset import DatasetConflict
 
-    spec = plan_dataset(days, customers, seed, start)
+    spec = plan_dataset(days, customers, seed, start, origin="demo")
     try:  # every argument is checked before anything is written
         plan = DemoPlan.for_days(spec.start, days)
     except ValueError as exc:
@@ -313,7 +313,6 @@ def run_demo_command(days: int, customers: int, seed: int, start: dt.date | None
         )
     os.environ["CHURN_START_DATE"] = spec.first_day  # the partitions start with the data
     home = Path(ensure_dagster_home())
-    env_file = write_env_value("CHURN_START_DATE", spec.first_day)
 
     from churn_platform.definitions import build_definitions
     from churn_platform.settings import load_settings
@@ -323,12 +322,13 @@ def run_demo_command(days: int, customers: int, seed: int, start: dt.date | None
     console = Console(file=os.fdopen(os.dup(1), "w"), highlight=False, soft_wrap=True)
     console.print(f"Demo data: {spec.describe()} into {settings.storage.data_root}")
     try:
-        stats = land_dataset(settings, days, customers, seed, spec.start)
+        stats = land_dataset(settings, days, customers, seed, spec.start, origin="demo")
     except DatasetConflict as exc:
-        if "another generated dataset" not in str(exc):
-            raise  # files generate did not write are never replaced without --force
-        console.print("  replacing the earlier demo dataset in the landing zone")
-        stats = land_dataset(settings, days, customers, seed, spec.start, force=True)
+        if exc.held is None or exc.held.origin != "demo":
+            raise  # files or a dataset the demo did not write are never replaced by it
+        console.print(f"  replacing the earlier demo dataset ({exc.held.describe()})")
+        stats = land_dataset(settings, days, customers, seed, spec.start, force=True, origin="demo")
+    env_file = write_env_value("CHURN_START_DATE", spec.first_day)  # once the data are in place
     console.print("  " + " ".join(f"{k}={v}" for k, v in stats.items()))
 
     log_path = home / "logs" / "demo.log"

@@ -14,6 +14,7 @@ from churn_platform.synthetic.dataset import (
     new_spec,
     read_spec,
     remove_landed,
+    remove_spec,
     write_spec,
 )
 from churn_platform.synthetic.generator import iter_days
@@ -37,8 +38,10 @@ def _write(settings: PlatformSettings, spec: DatasetSpec, only_days: set[str] | 
     return {**stats, "first_day": spec.first_day, "last_day": spec.last_day}
 
 
-def plan_dataset(days: int, customers: int, seed: int, start: dt.date | None) -> DatasetSpec:
-    return new_spec(seed, customers, start or default_window(days, utc_today()), days)
+def plan_dataset(
+    days: int, customers: int, seed: int, start: dt.date | None, origin: str = "generate"
+) -> DatasetSpec:
+    return new_spec(seed, customers, start or default_window(days, utc_today()), days, origin)
 
 
 def land_dataset(
@@ -48,27 +51,26 @@ def land_dataset(
     seed: int,
     start: dt.date | None,
     force: bool = False,
+    origin: str = "generate",
 ) -> dict:
     """Land ``days`` days (ending the day before yesterday unless ``start`` is given). The same
-    dataset again is a no-op; another one is refused unless ``force`` (which removes the old days)."""
+    dataset again (possibly already grown by --append-day) is a no-op; another one is refused
+    unless ``force``, which forgets the old one, removes its days, then writes the new one."""
     from churn_platform.resources import build_resources
 
     landing_zone = build_resources(settings)["landing_zone"]
-    spec = plan_dataset(days, customers, seed, start)
+    spec = plan_dataset(days, customers, seed, start, origin)
     held = check_writable(landing_zone, spec, force)  # refuses before anything is written
-    if held == spec:
+    if held is not None and held.same_dataset(spec) and held.last_day >= spec.last_day:
+        # Every day asked for is landed, byte for byte what it would be written as.
         return {
             "unchanged": "true",
             "days": spec.days,
             "first_day": spec.first_day,
-            "last_day": spec.last_day,
+            "landed_up_to": held.last_day,
         }
-    if held is not None and held.same_dataset(spec):
-        raise DatasetConflict(
-            f"the landing zone holds this dataset up to {held.last_day}; asked for up to {spec.last_day}: "
-            "use --append-day to extend it, or --force to rewrite it"
-        )
     if force:
+        remove_spec(landing_zone)  # first: a failure below leaves no manifest of deleted files
         remove_landed(landing_zone)
     return _write(settings, spec, None)
 

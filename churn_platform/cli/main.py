@@ -42,7 +42,13 @@ _days = click.option(
 _customers = click.option(
     "--customers", default=1000, show_default=True, type=click.IntRange(min=1), help="Number of customers."
 )
-_seed = click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same data).")
+_seed = click.option(
+    "--seed",
+    default=7,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Random seed (same seed, same data).",
+)
 _start = click.option(
     "--start-date",
     default=None,
@@ -280,11 +286,15 @@ def backfill(
 
 def backfill_range(first: str, last: str, existing: list[str]) -> list[str]:
     """The daily partitions ``first``..``last``, or a usage error saying what is valid."""
+    if not existing:
+        raise click.BadParameter("no daily partition has ended yet (they start at CHURN_START_DATE)")
     for option, value in (("--from", first), ("--to", last)):
         try:
-            dt.date.fromisoformat(value)
+            canonical = dt.date.fromisoformat(value).isoformat()
         except ValueError:
-            raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=option) from None
+            canonical = None
+        if canonical != value:  # fromisoformat also takes 20260105, which would compare wrongly
+            raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=option)
         if value < existing[0]:
             raise click.BadParameter(
                 f"{value} is before the first daily partition, {existing[0]} (CHURN_START_DATE)",

@@ -347,7 +347,10 @@ def build_ml_assets(
         ]
         drift = prediction_drift(churn_scores["churn_probability"], served, config.psi_threshold)
         context.add_output_metadata({k: v for k, v in drift.items() if v is not None})
-        return pd.DataFrame([{"date": context.partition_key, **drift}])
+        # Typed as declared (contracts/derived.py): a day with nothing served has nulls, not Arrow's null type.
+        return pd.DataFrame([{"date": context.partition_key, **drift}]).astype(
+            {"served_mean": "float64", "reference_mean": "float64", "psi": "float64"}
+        )
 
     return [
         churn_labels,

@@ -135,7 +135,14 @@ def remove_stale_temporaries(
         name = str(entry["name"]).rstrip("/").rsplit("/", 1)[-1]
         if entry.get("type") == "directory" or not name.startswith(TEMPORARY_PREFIXES):
             continue
-        modified = entry.get("mtime") or entry.get("LastModified") or entry.get("updated")
+        staged_at = name.split("-")[1] if name.startswith(".staging-") else ""
+        # A staged file's name carries its writer's clock (time.time()); a store's LastModified
+        # would compare two clocks.
+        modified = (
+            int(staged_at)
+            if staged_at.isdigit()
+            else entry.get("mtime") or entry.get("LastModified") or entry.get("updated")
+        )
         if isinstance(modified, str):
             modified = dt.datetime.fromisoformat(modified.replace("Z", "+00:00"))
         if isinstance(modified, dt.datetime):

@@ -210,7 +210,8 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         try:
             for key, data in payloads.items():
                 target = self.path_for(asset_key, key)
-                staged[key] = target.parent / f".staging-{token}-{target.name}"
+                # The staging time is in the name: stale files are aged by it, not by a store's clock.
+                staged[key] = target.parent / f".staging-{int(time.time())}-{token}-{target.name}"
                 write_bytes_atomic(staged[key], data)
         except Exception as exc:
             for path in staged.values():

@@ -23,7 +23,12 @@ APPENDABLE_DAYS = 30
 
 
 class DatasetConflict(ValueError):
-    """The landing zone holds other data than what was asked for; the message says how to proceed."""
+    """The landing zone holds other data than what was asked for; the message says how to proceed.
+    ``held`` is the dataset it holds (None: files `generate` did not write, or nothing)."""
+
+    def __init__(self, message: str, held: DatasetSpec | None = None) -> None:
+        super().__init__(message)
+        self.held = held
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,7 @@ class DatasetSpec:
     first_day: str
     last_day: str
     horizon_days: int
+    origin: str = "generate"  # "demo" for the demo's own dataset, which the demo may replace
 
     @property
     def days(self) -> int:
@@ -52,7 +58,10 @@ class DatasetSpec:
         )
 
     def describe(self) -> str:
-        return f"seed {self.seed}, {self.customers:,} customers, {self.first_day}..{self.last_day}"
+        return (
+            f"seed {self.seed}, {self.customers:,} customers, {self.first_day}..{self.last_day}, "
+            f"drawn for {self.horizon_days} days"
+        )
 
     def next_day(self, today: dt.date) -> DatasetSpec:
         """The same dataset one day longer; refused when that day has not ended yet (its partition
@@ -71,9 +80,9 @@ class DatasetSpec:
         return replace(self, last_day=day.isoformat())
 
 
-def new_spec(seed: int, customers: int, start: dt.date, days: int) -> DatasetSpec:
+def new_spec(seed: int, customers: int, start: dt.date, days: int, origin: str = "generate") -> DatasetSpec:
     last = start + dt.timedelta(days=days - 1)
-    return DatasetSpec(seed, customers, start.isoformat(), last.isoformat(), days + APPENDABLE_DAYS)
+    return DatasetSpec(seed, customers, start.isoformat(), last.isoformat(), days + APPENDABLE_DAYS, origin)
 
 
 def default_window(days: int, today: dt.date) -> dt.date:
@@ -91,6 +100,14 @@ def read_spec(landing_zone: LandingZone) -> DatasetSpec | None:
     if not path.exists():
         return None
     return DatasetSpec(**json.loads(path.read_text()))
+
+
+def remove_spec(landing_zone: LandingZone) -> None:
+    """Forget the dataset (first, when replacing it: a failure halfway then leaves files without a
+    manifest, which `generate` refuses to mix into, never a manifest describing deleted files)."""
+    path = _manifest_path(landing_zone)
+    if path.exists():
+        path.unlink()
 
 
 def write_spec(landing_zone: LandingZone, spec: DatasetSpec) -> str:
@@ -112,7 +129,8 @@ def landed_days(landing_zone: LandingZone) -> list[str]:
 
 
 def check_writable(landing_zone: LandingZone, wanted: DatasetSpec, force: bool) -> DatasetSpec | None:
-    """What the landing zone holds, after refusing to mix ``wanted`` into another dataset."""
+    """What the landing zone holds, after refusing to mix ``wanted`` into another dataset (the
+    origin does not matter: the demo's dataset and generate's with the same draws are one)."""
     held = read_spec(landing_zone)
     if force:
         return held
@@ -122,13 +140,15 @@ def check_writable(landing_zone: LandingZone, wanted: DatasetSpec, force: bool) 
         if days:
             raise DatasetConflict(
                 f"{where} already holds log files for {len(days)} days ({days[0]}..{days[-1]}) that "
-                "`generate` did not write: pass --force to replace them, or point CHURN_DATA_DIR elsewhere"
+                "`generate` did not write: pass --force to replace them, or point CHURN_DATA_DIR elsewhere",
+                held=None,
             )
         return None
     if not held.same_dataset(wanted):
         raise DatasetConflict(
             f"{where} holds another generated dataset ({held.describe()}); asked for {wanted.describe()}: "
-            "pass --force to replace it, or --append-day to land its next day"
+            "pass --force to replace it, or --append-day to land its next day",
+            held=held,
         )
     return held
 

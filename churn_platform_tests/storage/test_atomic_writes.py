@@ -152,13 +152,15 @@ def test_a_killed_writers_temporary_files_are_removed_by_the_next_write(tmp_path
     manager = ParquetIOManager(base_path=str(tmp_path))
     folder = tmp_path / "raw" / "things"
     folder.mkdir(parents=True)
-    stale = [folder / ".tmp-abc.part", folder / f".staging-0123456789ab-{DAY}.parquet"]
-    fresh = folder / ".staging-ba9876543210-2026-01-09.parquet"
+    now = time.time()
+    # A staged file is aged by the writer's clock in its name, not by the store's modification
+    # time: the stale one was just touched, the fresh one looks old on disk.
+    stale = [folder / ".tmp-abc.part", folder / f".staging-{int(now) - 7200}-0123456789ab-{DAY}.parquet"]
+    fresh = folder / f".staging-{int(now) - 60}-ba9876543210-2026-01-09.parquet"
     for path in [*stale, fresh]:
         path.write_bytes(b"half a file")
-    two_hours_ago = time.time() - 7200
-    for path in stale:
-        os.utime(path, (two_hours_ago, two_hours_ago))
+    os.utime(stale[0], (now - 7200, now - 7200))
+    os.utime(fresh, (now - 7200, now - 7200))
     things = things_asset(lambda keys: frame(1, keys))
     assert dg.materialize([things], partition_key=DAY, resources={"io_manager": manager}).success
     assert sorted(p.name for p in folder.iterdir()) == [fresh.name, f"{DAY}.parquet"]
